@@ -1,0 +1,1 @@
+"""The ``opd`` command line. Nothing in the library imports this package."""

@@ -1,0 +1,34 @@
+"""The ``opd`` typer app: one module per command group, assembled here."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from opd import __version__
+from opd.cli import demo, suites
+
+app = typer.Typer(
+    name="opd",
+    help="Agent-level on-policy distillation: train a small tool-using agent on a teacher's feedback.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.command("demo")(demo.demo)
+app.add_typer(suites.app, name="suites")
+
+
+@app.command("version")
+def version() -> None:
+    """Print the installed opd version."""
+    typer.echo(__version__)
+
+
+@app.callback()
+def configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    app()

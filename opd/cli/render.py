@@ -1,0 +1,15 @@
+"""Shared rich rendering for CLI commands."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+
+console = Console()
+
+
+def show_turn(turn: int, action: str, observation: str) -> None:
+    """Print one action and its observation; model and tool text is escaped, never interpreted as markup."""
+    console.print(f"[bold cyan]turn {turn}[/] [dim]>[/] {escape(action)}")
+    indented = "\n".join("  " + line for line in observation.splitlines() or [""])
+    console.print(f"[green]{escape(indented)}[/]")

@@ -1,0 +1,71 @@
+"""Step many tool envs together, so a policy can generate for all of them in one batched forward pass.
+
+Gymnasium's vector API auto-resets finished sub-envs, which would splice two
+episodes into one record; an agent episode instead runs until it ends and then
+waits for the rest of the batch. :class:`ToolEnvBatch` does exactly that:
+finished envs drop out of the active set until the next ``reset``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from opd.envs.tool_env import ToolEnv
+from opd.errors import ConfigError
+
+__all__ = ["StepResult", "ToolEnvBatch"]
+
+
+@dataclasses.dataclass(frozen=True)
+class StepResult:
+    observation: str
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any]
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+
+class ToolEnvBatch:
+    """A fixed set of envs reset and stepped together; each env's episode ends on its own."""
+
+    def __init__(self, envs: Sequence[ToolEnv]) -> None:
+        if not envs:
+            raise ConfigError("A ToolEnvBatch needs at least one env.")
+        self.envs = list(envs)
+        self._active = [False] * len(self.envs)
+
+    def __len__(self) -> int:
+        return len(self.envs)
+
+    @property
+    def active(self) -> list[int]:
+        """Indices of envs whose episode is still running."""
+        return [i for i, running in enumerate(self._active) if running]
+
+    def reset(self, seeds: Sequence[int | None]) -> list[tuple[str, dict[str, Any]]]:
+        if len(seeds) != len(self.envs):
+            raise ConfigError(f"Expected {len(self.envs)} seeds, got {len(seeds)}.")
+        self._active = [True] * len(self.envs)
+        return [env.reset(seed=seed) for env, seed in zip(self.envs, seeds, strict=True)]
+
+    def step(self, actions: dict[int, str | bytes]) -> dict[int, StepResult]:
+        """Step the envs named in ``actions`` (index -> action); all must be active."""
+        finished = sorted(set(actions) - set(self.active))
+        if finished:
+            raise ConfigError(f"Envs {finished} are not active (episode ended or index out of range).")
+        results = {}
+        for index, action in actions.items():
+            result = StepResult(*self.envs[index].step(action))
+            self._active[index] = not result.done
+            results[index] = result
+        return results
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

@@ -1,0 +1,190 @@
+"""``calculator``: arithmetic that takes 2-4 dependent tool calls.
+
+Each task is an expression tree; every inner node is one tool call, and a node
+can only be computed once its operands' calls have returned, so later calls use
+earlier results. The scripted expert reads those results from the observations
+(it never evaluates the expression itself) and picks at random, seeded, among
+the equally right choices: which ready node to compute next and the operand
+order of ``add`` and ``multiply``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from opd.envs.registry import register_suite
+from opd.envs.suite import Task, ToolSuite, Turn, Verdict
+from opd.envs.tool_calls import FinalAnswer, ToolCall, ToolCalls
+from opd.envs.tools import ToolContext, tool
+from opd.errors import ConfigError, ToolError
+
+Difficulty = Literal["easy", "medium", "hard"]
+_OPERATIONS = {"easy": 2, "medium": 3, "hard": 4}
+_SYMBOLS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
+_COMMUTATIVE = {"add", "multiply"}
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+@tool
+def add(a: float, b: float) -> float:
+    """Add two numbers.
+
+    Args:
+        a: The first addend.
+        b: The second addend.
+    """
+    return a + b
+
+
+@tool
+def subtract(a: float, b: float) -> float:
+    """Subtract b from a.
+
+    Args:
+        a: The number to subtract from.
+        b: The number to subtract.
+    """
+    return a - b
+
+
+@tool
+def multiply(a: float, b: float) -> float:
+    """Multiply two numbers.
+
+    Args:
+        a: The first factor.
+        b: The second factor.
+    """
+    return a * b
+
+
+@tool
+def divide(a: float, b: float) -> float:
+    """Divide a by b.
+
+    Args:
+        a: The dividend.
+        b: The divisor (not zero).
+    """
+    if b == 0:
+        raise ToolError("division by zero")
+    return a / b
+
+
+class CalculatorTasks:
+    """Random expression trees with a fixed number of operations."""
+
+    def __init__(self, operations: int) -> None:
+        self.operations = operations
+
+    def sample(self, rng: np.random.Generator) -> Task:
+        # Pool of (text, value, ref); combining two entries adds one node, so n+1 leaves give n nodes.
+        pool: list[tuple[str, int, dict[str, int]]] = []
+        for _ in range(self.operations + 1):
+            value = int(rng.integers(1, 13))
+            pool.append((str(value), value, {"const": value}))
+        nodes: list[dict[str, Any]] = []
+        while len(pool) > 1:
+            i, j = (int(k) for k in rng.choice(len(pool), size=2, replace=False))
+            (left_text, left, left_ref), (right_text, right, right_ref) = pool[i], pool[j]
+            ops = ["add", "subtract", "multiply"] + (["divide"] if right not in (0, 1) and left % right == 0 else [])
+            op = str(rng.choice(ops))
+            value = {"add": left + right, "subtract": left - right, "multiply": left * right}.get(
+                op, left // right if right else 0
+            )
+            nodes.append({"op": op, "args": [left_ref, right_ref]})
+            combined = (f"({left_text} {_SYMBOLS[op]} {right_text})", value, {"node": len(nodes) - 1})
+            pool = [p for k, p in enumerate(pool) if k not in (i, j)] + [combined]
+        text, value, _ = pool[0]
+        expression = text[1:-1]
+        return Task(
+            id=f"calc-{self.operations}-" + hashlib.sha1(expression.encode()).hexdigest()[:10],
+            prompt=f"Compute {expression} using the calculator tools, one operation per call. Reply with only the final number.",
+            answer=value,
+            data={"expression": expression, "nodes": nodes},
+        )
+
+
+def verify(task: Task, answer: str, context: ToolContext) -> Verdict:
+    numbers = _NUMBER.findall(answer)
+    if not numbers:
+        return Verdict(0.0, False, "The answer contains no number.")
+    got = float(numbers[-1])
+    if abs(got - float(task.answer)) <= 1e-6 * max(1.0, abs(float(task.answer))):
+        return Verdict(1.0, True, "Correct.")
+    return Verdict(0.0, False, f"Expected {task.answer}, got {numbers[-1]}.")
+
+
+class CalculatorExpert:
+    """Computes the tree bottom-up, reading each intermediate result from the observations."""
+
+    def act(self, task: Task, history: Sequence[Turn], rng: np.random.Generator) -> ToolCalls | FinalAnswer:
+        nodes = task.data["nodes"]
+        done = _completed_nodes(nodes, history)
+        if len(nodes) - 1 in done:
+            return FinalAnswer(_format_number(done[len(nodes) - 1]))
+        ready = [
+            i
+            for i, node in enumerate(nodes)
+            if i not in done and all("const" in ref or ref["node"] in done for ref in node["args"])
+        ]
+        index = ready[int(rng.integers(len(ready)))]
+        op = nodes[index]["op"]
+        a, b = (_value(ref, done) for ref in nodes[index]["args"])
+        if op in _COMMUTATIVE and rng.random() < 0.5:
+            a, b = b, a
+        return ToolCalls((ToolCall(op, {"a": a, "b": b}),))
+
+
+def _completed_nodes(nodes: list[dict[str, Any]], history: Sequence[Turn]) -> dict[int, float]:
+    """Match each past successful call to the node it computed; map node -> observed result."""
+    done: dict[int, float] = {}
+    for turn in history:
+        if not isinstance(turn.action, ToolCalls):
+            continue
+        for call, output in zip(turn.action.calls, turn.observation.split("\n"), strict=False):
+            if not _NUMBER.fullmatch(output.strip()):
+                continue
+            for i, node in enumerate(nodes):
+                if i in done or node["op"] != call.name or any("node" in r and r["node"] not in done for r in node["args"]):
+                    continue
+                operands = [_value(ref, done) for ref in node["args"]]
+                given = [call.arguments.get("a"), call.arguments.get("b")]
+                if given == operands or (node["op"] in _COMMUTATIVE and given == operands[::-1]):
+                    done[i] = float(output)
+                    break
+    return done
+
+
+def _value(ref: dict[str, int], done: dict[int, float]) -> int | float:
+    value = ref["const"] if "const" in ref else done[ref["node"]]
+    return int(value) if float(value).is_integer() else value
+
+
+def _format_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+@register_suite("calculator")
+def calculator_suite(difficulty: Difficulty = "medium") -> ToolSuite:
+    """Arithmetic with add/subtract/multiply/divide tools; easy, medium, hard = 2, 3, 4 dependent calls."""
+    if difficulty not in _OPERATIONS:
+        raise ConfigError(f"difficulty must be one of {list(_OPERATIONS)}, got {difficulty!r}.")
+    return ToolSuite(
+        name="calculator",
+        tools=(add, subtract, multiply, divide),
+        tasks=CalculatorTasks(_OPERATIONS[difficulty]),
+        verify=verify,
+        expert=CalculatorExpert(),
+        max_turns=_OPERATIONS[difficulty] + 4,
+        system_prompt=(
+            "You are a careful calculator agent. Use the tools for every arithmetic operation, one call per turn, "
+            "and reply with only the final number when you are done."
+        ),
+        description=calculator_suite.__doc__ or "",
+    )

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from opd.cli.app import app
+
+runner = CliRunner()
+
+
+def test_demo_plays_every_builtin_suite() -> None:
+    result = runner.invoke(app, ["demo", "--episodes", "2", "--difficulty", "easy"])
+    assert result.exit_code == 0, result.output
+    assert "calculator: expert solved 2/2 tasks" in result.output
+    assert "inventory: expert solved 2/2 tasks" in result.output
+    assert "<tool_call>" in result.output  # model text is printed, not swallowed as markup
+
+
+def test_suites_list_and_show() -> None:
+    listed = runner.invoke(app, ["suites", "list"])
+    assert listed.exit_code == 0 and "opd/Calculator-v0" in listed.output and "find_product" in listed.output
+    shown = runner.invoke(app, ["suites", "show", "inventory", "--difficulty", "hard"])
+    assert shown.exit_code == 0 and '"name": "get_stock"' in shown.output and "sample task" in shown.output
+
+
+def test_a_typo_gets_a_suggestion_and_a_nonzero_exit() -> None:
+    result = runner.invoke(app, ["suites", "show", "inventroy"])
+    assert result.exit_code == 2 and "Did you mean 'inventory'" in result.output
+
+
+def test_the_installed_console_script_runs() -> None:
+    script = Path(sys.executable).parent / "opd"
+    assert script.exists(), "opd is not installed in this environment; run `make test`"
+    result = subprocess.run([str(script), "demo", "--episodes", "1"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "expert solved 1/1 tasks" in result.stdout
+    module = subprocess.run([sys.executable, "-m", "opd", "version"], capture_output=True, text=True, timeout=60)
+    assert module.returncode == 0 and module.stdout.strip()

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from opd.envs import ExecLimits, LocalSandbox, Task, ToolContext, ToolStatus, tool
+from opd.errors import ToolError
+
+FAST = ExecLimits(timeout_s=1.0, max_output_chars=100)
+
+
+@tool
+def slow(seconds: float) -> str:
+    """Sleep, then answer.
+
+    Args:
+        seconds: How long to sleep.
+    """
+    time.sleep(seconds)
+    return "woke"
+
+
+@tool
+def loud(n: int) -> str:
+    """Print n characters.
+
+    Args:
+        n: How many.
+    """
+    if n < 0:
+        raise ToolError("n must not be negative")
+    return "x" * n
+
+
+@pytest.fixture
+def sandbox():
+    with LocalSandbox() as box:
+        yield box
+
+
+def context(box: LocalSandbox) -> ToolContext:
+    return ToolContext(task=Task("t", "p"), state={}, sandbox=box)
+
+
+def test_local_sandbox_says_it_does_not_isolate(sandbox: LocalSandbox) -> None:
+    assert sandbox.isolated is False
+    assert "does not isolate" in LocalSandbox.__doc__
+
+
+def test_tool_call_ok_error_and_output_cap(sandbox: LocalSandbox) -> None:
+    assert sandbox.call(loud, {"n": 3}, context(sandbox), FAST).output == "xxx"
+    error = sandbox.call(loud, {"n": -1}, context(sandbox), FAST)
+    assert error.status == ToolStatus.TOOL_ERROR and "must not be negative" in error.output
+    bad = sandbox.call(loud, {"n": "3"}, context(sandbox), FAST)
+    assert bad.status == ToolStatus.BAD_ARGUMENTS
+    capped = sandbox.call(loud, {"n": 1000}, context(sandbox), FAST)
+    assert capped.truncated and capped.output.startswith("x" * 100) and "900 more characters" in capped.output
+
+
+def test_tool_timeout_is_reported_and_the_sandbox_stays_usable(sandbox: LocalSandbox) -> None:
+    result = sandbox.call(slow, {"seconds": 3.0}, context(sandbox), ExecLimits(timeout_s=0.2))
+    assert result.status == ToolStatus.TIMEOUT and "timed out" in result.output
+    assert sandbox.call(slow, {"seconds": 0.0}, context(sandbox), FAST).output == "woke"
+
+
+def test_exec_runs_in_the_workdir_and_reset_wipes_it(sandbox: LocalSandbox) -> None:
+    code = "open('note.txt', 'w').write('hi'); import os; print(sorted(os.listdir('.')))"
+    result = sandbox.exec([sys.executable, "-c", code], FAST)
+    assert result.ok and result.exit_code == 0 and "note.txt" in result.output
+    sandbox.reset()
+    assert list(sandbox.workdir.iterdir()) == []
+
+
+def test_exec_nonzero_exit_and_stdin(sandbox: LocalSandbox) -> None:
+    result = sandbox.exec([sys.executable, "-c", "import sys; print(sys.stdin.read()[::-1]); sys.exit(3)"], FAST, stdin="abc")
+    assert result.status == ToolStatus.NONZERO_EXIT and result.exit_code == 3 and "cba" in result.output
+
+
+def test_exec_timeout_kills_the_whole_process_group(sandbox: LocalSandbox, tmp_path) -> None:
+    marker = tmp_path / "child-alive"
+    child = tmp_path / "child.py"
+    child.write_text(f"import time; time.sleep(1.5); open({str(marker)!r}, 'w')")
+    # The child outlives its parent unless the whole process group is killed.
+    code = f"import subprocess, sys, time; subprocess.Popen([sys.executable, {str(child)!r}]); time.sleep(30)"
+    started = time.perf_counter()
+    result = sandbox.exec([sys.executable, "-c", code], ExecLimits(timeout_s=0.5))
+    assert result.status == ToolStatus.TIMEOUT and "timed out" in result.output
+    assert time.perf_counter() - started < 10
+    time.sleep(2.0)
+    assert not marker.exists()
+
+
+def test_close_removes_the_workdir() -> None:
+    box = LocalSandbox()
+    workdir = box.workdir
+    box.call(slow, {"seconds": 0.0}, context(box), FAST)
+    box.close()
+    assert not workdir.exists()

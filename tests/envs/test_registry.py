@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from opd.envs import JsonlTasks, ToolEnv, ToolSuite, Verdict, gym_id, make_suite, register_suite, suite_names
+from opd.errors import ConfigError, UnknownNameError
+
+
+def test_typo_suggests_the_close_name() -> None:
+    with pytest.raises(UnknownNameError, match="Did you mean 'calculator'") as caught:
+        make_suite("calculater")
+    assert isinstance(caught.value, KeyError)
+    assert "'inventory'" in str(caught.value)
+
+
+def test_bad_options_say_what_the_suite_accepts() -> None:
+    with pytest.raises(ConfigError, match="difficulty"):
+        make_suite("calculator", level=3)
+    with pytest.raises(ConfigError, match="easy"):
+        make_suite("calculator", difficulty="extreme")
+
+
+def test_gym_make_passes_options_to_the_suite() -> None:
+    env = gym.make("opd/Calculator-v0", difficulty="hard")
+    env.reset(seed=0)
+    assert env.unwrapped.task.prompt.count("(") >= 2
+    env.close()
+
+
+def test_gym_id() -> None:
+    assert gym_id("key_value") == "opd/KeyValue-v0"
+
+
+def test_duplicate_registration_needs_overwrite() -> None:
+    with pytest.raises(ConfigError, match="already registered"):
+        register_suite("calculator", lambda: make_suite("inventory"))
+
+
+def test_a_jsonl_task_file_is_a_task_source(tmp_path) -> None:
+    path = tmp_path / "tasks.jsonl"
+    rows = [{"id": f"t{i}", "prompt": f"What is {i} + {i}?", "answer": 2 * i} for i in range(5)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    base = make_suite("calculator")
+    suite = ToolSuite(
+        name="doubling",
+        tools=base.tools,
+        tasks=JsonlTasks(path),
+        verify=lambda task, answer, ctx: Verdict(float(answer.strip() == str(task.answer)), answer.strip() == str(task.answer)),
+    )
+    env = ToolEnv(suite)
+    drawn = [env.reset(seed=s)[1]["task_id"] for s in range(20)]
+    assert set(drawn) <= {r["id"] for r in rows} and len(set(drawn)) > 1
+    assert drawn == [env.reset(seed=s)[1]["task_id"] for s in range(20)]
+    env.reset(seed=0)
+    assert env.step(str(env.task.answer))[1] == 1.0
+
+
+def test_a_broken_jsonl_line_names_the_line(tmp_path) -> None:
+    path = tmp_path / "tasks.jsonl"
+    path.write_text('{"id": 1, "prompt": "ok"}\n{"prompt": "no id"}\n')
+    with pytest.raises(ConfigError, match=r"tasks.jsonl:2"):
+        JsonlTasks(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        JsonlTasks(tmp_path / "missing.jsonl")
+
+
+def test_builtin_suites_are_registered() -> None:
+    assert {"calculator", "inventory"} <= set(suite_names())
+    rng = np.random.default_rng(0)
+    for name in suite_names():
+        assert make_suite(name).tasks.sample(rng).prompt
