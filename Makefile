@@ -21,18 +21,21 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/opd demo
 
+# Test services: a throwaway PostgreSQL server (installed from Debian's packages if missing). If it cannot
+# start, its tests skip on a developer machine and fail in CI (where CI=true), never silently.
 test: $(VENV)/.installed
 	$(BIN)/ruff check opd tests benchmarks
-	$(BIN)/python -m pytest
+	OPD_TEST_POSTGRES_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m pytest
 
 test-fast: $(VENV)/.installed
-	$(BIN)/python -m pytest -m "not slow and not docker"
+	$(BIN)/python -m pytest -m "not slow and not docker and not postgres"
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check opd tests benchmarks
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/env_step.py
+	$(BIN)/python benchmarks/store.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

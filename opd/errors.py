@@ -70,3 +70,19 @@ class ToolError(OpdError):
     The environment turns it into an error observation for the model and the
     episode continues, e.g. ``raise ToolError("division by zero")``.
     """
+
+
+class StoreError(OpdError):
+    """The trajectory store cannot be opened or used as asked."""
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """No store exists at the given location (and creating one was not asked for)."""
+
+
+class NotAStoreError(StoreError, ValueError):
+    """The file is not SQLite, is corrupt, or is a database that opd did not write."""
+
+
+class SchemaTooNewError(StoreError):
+    """The store was written by a newer opd whose schema this version does not know."""

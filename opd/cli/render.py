@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
+import typer
 from rich.console import Console
 from rich.markup import escape
 
@@ -13,3 +16,9 @@ def show_turn(turn: int, action: str, observation: str) -> None:
     console.print(f"[bold cyan]turn {turn}[/] [dim]>[/] {escape(action)}")
     indented = "\n".join("  " + line for line in observation.splitlines() or [""])
     console.print(f"[green]{escape(indented)}[/]")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print an error for the user (no traceback) and exit."""
+    console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)  # paths stay whole for copying
+    raise typer.Exit(code)

@@ -29,6 +29,9 @@ class ExpertEpisode:
     success: bool
     terminated: bool
     truncated: bool
+    reset_info: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    step_infos: tuple[dict[str, Any], ...] = dataclasses.field(default=(), repr=False)  # one per action
+    rewards: tuple[float, ...] = ()  # one per action
 
 
 def expert_action(env: ToolEnv, history: list[Turn], rng: np.random.Generator) -> str:
@@ -53,7 +56,7 @@ def play_expert(env: ToolEnv, seed: int, *, task: Task | None = None) -> ExpertE
     observation, info = env.reset(seed=seed, options={"task": task} if task else None)
     rng = np.random.default_rng(seed)
     history: list[Turn] = []
-    actions, observations = [], [observation]
+    actions, observations, infos, rewards = [], [observation], [], []
     terminated = truncated = False
     reward, last_info = 0.0, info
     while not (terminated or truncated):
@@ -62,6 +65,8 @@ def play_expert(env: ToolEnv, seed: int, *, task: Task | None = None) -> ExpertE
         history.append(record_turn(env, action, observation))
         actions.append(action)
         observations.append(observation)
+        infos.append(last_info)
+        rewards.append(float(reward))
     verdict: dict[str, Any] = last_info.get("verdict", {})
     return ExpertEpisode(
         task_id=info["task_id"],
@@ -71,4 +76,7 @@ def play_expert(env: ToolEnv, seed: int, *, task: Task | None = None) -> ExpertE
         success=bool(verdict.get("success", False)),
         terminated=terminated,
         truncated=truncated,
+        reset_info=info,
+        step_infos=tuple(infos),
+        rewards=tuple(rewards),
     )

@@ -125,9 +125,7 @@ class JsonlTasks:
                     continue
                 try:
                     row = json.loads(line)
-                    tasks.append(
-                        Task(id=str(row["id"]), prompt=row["prompt"], answer=row.get("answer"), data=row.get("data", {}))
-                    )
+                    tasks.append(Task(id=str(row["id"]), prompt=row["prompt"], answer=row.get("answer"), data=row.get("data", {})))
                 except (json.JSONDecodeError, KeyError, TypeError) as exc:
                     raise ConfigError(
                         f"{self.path}:{number}: expected a JSON object with 'id' and 'prompt' ({exc.__class__.__name__}: {exc})."

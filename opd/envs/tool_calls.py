@@ -135,8 +135,7 @@ class HermesFormat:
             if end == -1:
                 return ParseError(
                     ParseErrorKind.UNTERMINATED,
-                    f"A {self.open_tag} was not closed. "
-                    f'Write {self.open_tag}{{"name": ..., "arguments": {{...}}}}{self.close_tag}.',
+                    f'A {self.open_tag} was not closed. Write {self.open_tag}{{"name": ..., "arguments": {{...}}}}{self.close_tag}.',
                 )
             bodies.append(rest[start + len(self.open_tag) : end])
             rest = rest[end + len(self.close_tag) :]
@@ -155,9 +154,7 @@ class HermesFormat:
     def format(self, action: ToolCalls | FinalAnswer) -> str:
         if isinstance(action, FinalAnswer):
             return action.text
-        return "\n".join(
-            f"{self.open_tag}\n{json.dumps(call.to_dict(), ensure_ascii=False)}\n{self.close_tag}" for call in action.calls
-        )
+        return "\n".join(f"{self.open_tag}\n{json.dumps(call.to_dict(), ensure_ascii=False)}\n{self.close_tag}" for call in action.calls)
 
 
 def _parse_call_json(body: str) -> ToolCall | ParseError:

@@ -175,9 +175,7 @@ class ToolEnv(gym.Env[str, str]):
         info["messages"] = messages
         info["error_counts"] = dict(self._errors)
         info["timings"] = StepTimings(parse_s, tuple(info.pop("tool_s")), time.perf_counter() - started)
-        self._transcript.append(
-            f"[turn {self._turn}] > {decoded if isinstance(decoded, str) else '<undecodable>'}\n{observation}"
-        )
+        self._transcript.append(f"[turn {self._turn}] > {decoded if isinstance(decoded, str) else '<undecodable>'}\n{observation}")
         return observation, reward, terminated, truncated, info
 
     def render(self) -> str | None:

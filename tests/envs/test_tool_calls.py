@@ -14,9 +14,7 @@ def test_one_call() -> None:
 
 
 def test_two_calls_and_arguments_as_a_json_string() -> None:
-    text = (
-        '<tool_call>{"name": "a", "arguments": {}}</tool_call><tool_call>{"name": "b", "arguments": "{\\"x\\": 1}"}</tool_call>'
-    )
+    text = '<tool_call>{"name": "a", "arguments": {}}</tool_call><tool_call>{"name": "b", "arguments": "{\\"x\\": 1}"}</tool_call>'
     assert FMT.parse(text) == ToolCalls((ToolCall("a", {}), ToolCall("b", {"x": 1})))
 
 

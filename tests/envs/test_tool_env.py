@@ -41,9 +41,7 @@ def test_unseeded_resets_continue_the_seeded_stream() -> None:
 def test_calculator_step_returns_the_tool_result() -> None:
     env = ToolEnv("calculator")
     env.reset(seed=0)
-    obs, reward, terminated, truncated, info = env.step(
-        '<tool_call>{"name": "multiply", "arguments": {"a": 6, "b": 7}}</tool_call>'
-    )
+    obs, reward, terminated, truncated, info = env.step('<tool_call>{"name": "multiply", "arguments": {"a": 6, "b": 7}}</tool_call>')
     assert obs == "42"
     assert (reward, terminated, truncated) == (0.0, False, False)
     assert info["tool_calls"] == [{"name": "multiply", "arguments": {"a": 6, "b": 7}}]
@@ -136,9 +134,7 @@ def test_isolation_is_required_where_the_suite_says_so() -> None:
         return code
 
     base = make_suite("calculator")
-    suite = ToolSuite(
-        name="code", tools=(run,), tasks=base.tasks, verify=lambda t, a, c: Verdict(0.0, False), requires_isolation=True
-    )
+    suite = ToolSuite(name="code", tools=(run,), tasks=base.tasks, verify=lambda t, a, c: Verdict(0.0, False), requires_isolation=True)
     with pytest.raises(IsolationRequiredError, match="does not isolate"):
         ToolEnv(suite, sandbox=LocalSandbox())
     with pytest.raises(IsolationRequiredError, match="isolating sandbox"):

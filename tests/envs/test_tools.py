@@ -84,9 +84,7 @@ def test_name_override() -> None:
 
 def test_tool_schemas_render_through_apply_chat_template(tiny_tokenizer) -> None:
     messages = [{"role": "user", "content": "scale 1"}]
-    text = tiny_tokenizer.apply_chat_template(
-        messages, tools=[tool(scale).schema], chat_template=_MINIMAL_TOOL_TEMPLATE, tokenize=False
-    )
+    text = tiny_tokenizer.apply_chat_template(messages, tools=[tool(scale).schema], chat_template=_MINIMAL_TOOL_TEMPLATE, tokenize=False)
     assert '"name": "scale"' in text and "The numbers to scale." in text
 
 

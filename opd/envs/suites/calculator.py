@@ -94,9 +94,7 @@ class CalculatorTasks:
             (left_text, left, left_ref), (right_text, right, right_ref) = pool[i], pool[j]
             ops = ["add", "subtract", "multiply"] + (["divide"] if right not in (0, 1) and left % right == 0 else [])
             op = str(rng.choice(ops))
-            value = {"add": left + right, "subtract": left - right, "multiply": left * right}.get(
-                op, left // right if right else 0
-            )
+            value = {"add": left + right, "subtract": left - right, "multiply": left * right}.get(op, left // right if right else 0)
             nodes.append({"op": op, "args": [left_ref, right_ref]})
             combined = (f"({left_text} {_SYMBOLS[op]} {right_text})", value, {"node": len(nodes) - 1})
             pool = [p for k, p in enumerate(pool) if k not in (i, j)] + [combined]
@@ -128,11 +126,7 @@ class CalculatorExpert:
         done = _completed_nodes(nodes, history)
         if len(nodes) - 1 in done:
             return FinalAnswer(_format_number(done[len(nodes) - 1]))
-        ready = [
-            i
-            for i, node in enumerate(nodes)
-            if i not in done and all("const" in ref or ref["node"] in done for ref in node["args"])
-        ]
+        ready = [i for i, node in enumerate(nodes) if i not in done and all("const" in ref or ref["node"] in done for ref in node["args"])]
         index = ready[int(rng.integers(len(ready)))]
         op = nodes[index]["op"]
         a, b = (_value(ref, done) for ref in nodes[index]["args"])

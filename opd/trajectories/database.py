@@ -1,0 +1,188 @@
+"""Opening a store's database: URL handling, SQLite settings, validation and migrations.
+
+SQLite is set up for many processes at once: WAL (readers never block the
+writer), a busy timeout (a writer waits for another instead of failing with
+"database is locked"), and write transactions that take the write lock up front
+(``BEGIN IMMEDIATE``), so a transaction never fails half-way when it upgrades
+from reading to writing. PostgreSQL needs none of this; the same code runs on it.
+
+Before anything is written, the database is checked: a file that is not SQLite,
+a corrupt or foreign database, or a schema newer than this code each raise a
+clear :class:`~opd.errors.StoreError` and leave the file untouched. An older
+opd schema is migrated with alembic inside one transaction: all or nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from opd.errors import NotAStoreError, SchemaTooNewError, StoreNotFoundError
+
+logger = logging.getLogger(__name__)
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_OPD_TABLES = {"runs", "episodes", "steps"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Engines:
+    """A reading and a writing engine over the same database (the same engine on PostgreSQL)."""
+
+    url: str
+    read: Engine
+    write: Engine
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.write.dialect.name == "sqlite"
+
+    def dispose(self) -> None:
+        self.read.dispose()
+        if self.write is not self.read:
+            self.write.dispose()
+
+
+def normalise_url(location: str | Path) -> str:
+    """A path becomes a ``sqlite:///`` URL; URLs pass through."""
+    text = str(location)
+    if "://" in text:
+        return text
+    return f"sqlite:///{Path(text).expanduser().resolve()}"
+
+
+def open_engines(location: str | Path, *, create: bool, busy_timeout_s: float) -> Engines:
+    url = normalise_url(location)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        engine = sa.create_engine(url, pool_pre_ping=True)
+        engines = Engines(url, engine, engine)
+    else:
+        path = parsed.database
+        if path and path != ":memory:":
+            _check_sqlite_file(Path(path), create=create)
+            engines = Engines(url, _sqlite_engine(url, busy_timeout_s, write=False), _sqlite_engine(url, busy_timeout_s, write=True))
+        else:  # an in-memory database exists once, on one connection: reads and writes share it
+            engine = _sqlite_engine(url, busy_timeout_s, write=True)
+            engines = Engines(url, engine, engine)
+    try:
+        migrate(engines, display=url)
+    except BaseException:
+        engines.dispose()
+        raise
+    return engines
+
+
+def _check_sqlite_file(path: Path, *, create: bool) -> None:
+    if not path.exists():
+        if not create:
+            raise StoreNotFoundError(f"No trajectory store at {path}. Check the path, or write episodes there first (e.g. `opd demo`).")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return
+    if path.is_dir():
+        raise NotAStoreError(f"{path} is a directory, not a trajectory store file.")
+    with path.open("rb") as handle:
+        header = handle.read(len(_SQLITE_MAGIC))
+    if header and header != _SQLITE_MAGIC:
+        raise NotAStoreError(f"{path} is not a SQLite database, so it cannot be a trajectory store. Pass the store's .db file.")
+    if header:
+        _check_read_only(path)
+
+
+def _check_read_only(path: Path) -> None:
+    """Look at an existing file without changing a byte (opening it for real would switch it to WAL)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as raw:
+            tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            raw.execute("PRAGMA quick_check").fetchall()
+            current = raw.execute("SELECT version_num FROM alembic_version").fetchone() if "alembic_version" in tables else None
+    except sqlite3.DatabaseError as exc:
+        raise NotAStoreError(f"{path} is corrupt or not a SQLite database ({exc}); it was left untouched.") from exc
+    _check_ownership(str(path), tables, current[0] if current else None)
+
+
+def _check_ownership(display: str, tables: set[str], current: str | None) -> None:
+    if current is None and tables - {"alembic_version"}:
+        found = ", ".join(sorted(tables)[:8])
+        raise NotAStoreError(f"{display} is a database that opd did not write (tables: {found}); use a new file for the store.")
+    if current is not None and current not in _known_revisions():
+        raise SchemaTooNewError(
+            f"{display} has schema revision {current!r}, newer than this opd knows (head {_script().get_current_head()!r}). "
+            "Upgrade opd (pip install -U opd) to read it."
+        )
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
+
+
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_config())
+
+
+def _known_revisions() -> set[str]:
+    return {revision.revision for revision in _script().walk_revisions()}
+
+
+def _sqlite_engine(url: str, busy_timeout_s: float, *, write: bool) -> Engine:
+    memory = make_url(url).database in (None, "", ":memory:")
+    options: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    if memory:  # one shared connection, or each connection would see its own empty database
+        options["poolclass"] = StaticPool
+    engine = sa.create_engine(url, **options)
+
+    @event.listens_for(engine, "connect")
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver's implicit BEGIN would defeat BEGIN IMMEDIATE
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if not memory:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable against process crashes
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def migrate(engines: Engines, *, display: str) -> None:
+    """Bring the schema to head in one write transaction, after checking the database is ours."""
+    config = _config()
+    head = _script().get_current_head()
+    try:
+        with engines.write.begin() as connection:
+            # Checked again under the write lock: another process may have changed the file since.
+            tables = set(sa.inspect(connection).get_table_names())
+            current = MigrationContext.configure(connection).get_current_revision()
+            _check_ownership(display, tables, current)
+            if current != head:
+                if current is not None:
+                    logger.info("Migrating trajectory store %s from schema %s to %s", display, current, head)
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+            elif not tables >= _OPD_TABLES:
+                raise NotAStoreError(f"{display} claims schema {current!r} but lacks opd's tables; it is damaged.")
+    except sa.exc.DatabaseError as exc:
+        if "file is not a database" in str(exc) or "malformed" in str(exc):
+            raise NotAStoreError(f"{display} is corrupt or not a SQLite database ({exc.orig}); it was left untouched.") from exc
+        raise

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from trajectory_factories import make_episode
+from typer.testing import CliRunner
+
+from opd.agents import expert_episode
+from opd.cli.app import app
+from opd.envs import ToolEnv
+from opd.trajectories import Run, TrajectoryStore
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    """A store with two expert episodes and one synthetic, fully annotated episode."""
+    path = tmp_path / "store.db"
+    with TrajectoryStore(path) as store:
+        run = store.add_run(Run(name="cli"))
+        for suite in ("calculator", "inventory"):
+            store.write_episode(expert_episode(ToolEnv(suite, difficulty="easy"), 3, run_id=run.id, suite_options={"difficulty": "easy"}))
+        store.write_episode(make_episode(np.random.default_rng(0), run, success=False))
+    return path
+
+
+def invoke(*args: str) -> str:
+    result = runner.invoke(app, list(args), env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def ids(store_path: Path) -> list[str]:
+    """Episode ids, newest first."""
+    with TrajectoryStore(store_path) as store:
+        return [s.id for s in store.list_episodes()]
+
+
+def test_list_with_filters(store_path: Path) -> None:
+    output = invoke("episodes", "list", "--store", str(store_path))
+    assert "3 of 3 episodes" in output and "inventory" in output
+    assert "1 of 1 episodes" in invoke("episodes", "list", "--store", str(store_path), "--failure")
+    assert "1 of 1 episodes" in invoke("episodes", "list", "--store", str(store_path), "--annotated", "critiques")
+    assert "2 of 2 episodes" in invoke("episodes", "list", "--store", str(store_path), "--suite", "calculator")
+    assert "1 of 3 episodes" in invoke("episodes", "list", "--store", str(store_path), "--limit", "1")
+
+
+def test_show_prints_the_conversation_critiques_and_divergence(store_path: Path) -> None:
+    synthetic, inventory, calculator = ids(store_path)
+    output = invoke("episodes", "show", synthetic[:8], "--store", str(store_path))
+    assert "critique by critic" in output and "Add the other operand first." in output
+    assert "reverse-KL estimate" in output and "episode score by verifier" in output
+    output = invoke("episodes", "show", inventory, "--store", str(store_path))
+    assert "find_product" in output and "Ordered" in output and "reward 1.00" in output
+
+
+def test_export_import_round_trip_is_lossless(store_path: Path, tmp_path: Path) -> None:
+    exported = tmp_path / "episodes.jsonl"
+    assert "exported 3 episodes" in invoke("episodes", "export", str(exported), "--store", str(store_path))
+    assert len(exported.read_text().splitlines()) == 3
+    copy = tmp_path / "copy.db"
+    assert "imported 3 episodes, skipped 0" in invoke("episodes", "import", str(exported), "--store", str(copy))
+    assert "imported 0 episodes, skipped 3" in invoke("episodes", "import", str(exported), "--store", str(copy))
+    with TrajectoryStore(store_path) as original, TrajectoryStore(copy) as imported:
+        for episode_id in ids(store_path):
+            assert imported.get_episode(episode_id) == original.get_episode(episode_id)
+        assert imported.runs() == original.runs()
+
+
+def test_replay_of_a_deterministic_suite(store_path: Path) -> None:
+    _, inventory, calculator = ids(store_path)
+    for episode_id in (inventory, calculator):
+        assert "identical" in invoke("episodes", "replay", episode_id, "--store", str(store_path))
+
+
+def test_replay_reports_each_differing_step(store_path: Path) -> None:
+    with TrajectoryStore(store_path) as store:
+        episode = store.get_episode(ids(store_path)[2])
+        first = dataclasses.replace(episode.steps[0], observation="999")
+        tampered = dataclasses.replace(episode, id="f" * 32, steps=(first, *episode.steps[1:]))
+        store.write_episode(tampered)
+    result = runner.invoke(app, ["episodes", "replay", "f" * 8, "--store", str(store_path)])
+    assert result.exit_code == 1
+    assert "step 0 differs" in result.output and "recorded: 999" in result.output
+    assert "step 1 differs" not in result.output
+
+
+def test_bad_stores_give_one_clear_line(tmp_path: Path) -> None:
+    missing = runner.invoke(app, ["episodes", "list", "--store", str(tmp_path / "nope.db")])
+    assert missing.exit_code == 2 and "No trajectory store at" in missing.output and "Traceback" not in missing.output
+    (tmp_path / "text.db").write_text("hello")
+    wrong = runner.invoke(app, ["episodes", "list", "--store", str(tmp_path / "text.db")])
+    assert wrong.exit_code == 2 and "is not a SQLite database" in wrong.output
+
+
+def test_unknown_episode(store_path: Path) -> None:
+    result = runner.invoke(app, ["episodes", "show", "0000", "--store", str(store_path)])
+    assert result.exit_code == 2 and "No episode '0000'" in result.output
+
+
+def test_demo_writes_its_episodes_to_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "demo.db"
+    invoke("demo", "--episodes", "2", "--store", str(path))
+    with TrajectoryStore(path) as store:
+        assert store.count_episodes() == 4
+        assert all(e.success for b in store.iter_episodes() for e in b)
