@@ -66,6 +66,10 @@ class ToolEnvBatch:
             results[index] = result
         return results
 
+    def abandon(self, index: int) -> None:
+        """Stop stepping env ``index`` (e.g. its policy cannot continue); its episode ends unfinished."""
+        self._active[index] = False
+
     def close(self) -> None:
         for env in self.envs:
             env.close()

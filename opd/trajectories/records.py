@@ -74,7 +74,8 @@ class Step:
     reward: float = 0.0
     terminated: bool = False
     truncated: bool = False
-    timings: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    # Measurements, not outcomes: left out of equality so that replays and re-runs compare what happened.
+    timings: Mapping[str, float] = dataclasses.field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.token_ids)
@@ -199,6 +200,8 @@ class Episode:
 def _fields_equal(a: Any, b: Any) -> bool:
     """Dataclass equality that compares numpy arrays by dtype, shape and bits (NaN equals NaN)."""
     for field in dataclasses.fields(a):
+        if not field.compare:
+            continue
         x, y = getattr(a, field.name), getattr(b, field.name)
         if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
             if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):

@@ -67,7 +67,9 @@ def test_export_import_round_trip_is_lossless(store_path: Path, tmp_path: Path) 
     assert "imported 0 episodes, skipped 3" in invoke("episodes", "import", str(exported), "--store", str(copy))
     with TrajectoryStore(store_path) as original, TrajectoryStore(copy) as imported:
         for episode_id in ids(store_path):
-            assert imported.get_episode(episode_id) == original.get_episode(episode_id)
+            copied, source = imported.get_episode(episode_id), original.get_episode(episode_id)
+            assert copied == source
+            assert [s.timings for s in copied.steps] == [s.timings for s in source.steps]
         assert imported.runs() == original.runs()
 
 

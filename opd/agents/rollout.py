@@ -1,0 +1,154 @@
+"""Roll a policy out in many tool envs at once and record every episode token for token.
+
+One turn generates for every running env in one batched call; each env then
+steps on its own text action. The tokens of each step (what the policy
+conditioned on but did not write, then what it wrote) are appended to the
+episode as they happen and stored as they are: token-in, token-out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from opd.agents.chat_tokens import ChatTokens
+from opd.agents.policy import CausalLMPolicy, SamplingConfig
+from opd.agents.recording import env_options, step_record, writer_info
+from opd.envs import ToolEnv, ToolEnvBatch, play_expert
+from opd.trajectories import Episode, Step
+
+__all__ = ["collect_episodes", "expert_demonstration"]
+
+
+@dataclasses.dataclass
+class _Running:
+    """One env's episode while it is being played."""
+
+    seed: int
+    reset_info: dict[str, Any]
+    context: list[int]  # every token so far
+    pending: list[int]  # tokens appended since the policy last wrote: the next step's prefix
+    steps: list[Step] = dataclasses.field(default_factory=list)
+    last_info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    failure: str | None = None
+
+
+def collect_episodes(
+    policy: CausalLMPolicy,
+    envs: Sequence[ToolEnv],
+    seeds: Sequence[int],
+    *,
+    run_id: str,
+    sampling: SamplingConfig,
+    generator: torch.Generator | None = None,
+    suite_options: Mapping[str, Any] | None = None,
+    max_context_tokens: int | None = None,
+) -> list[Episode]:
+    """Play one episode per env (env ``i`` reset with ``seeds[i]``) and return the records, in env order."""
+    batch = ToolEnvBatch(envs)
+    limit = max_context_tokens or getattr(policy.model.config, "max_position_embeddings", 1 << 30)
+    running = []
+    for (_, info), seed in zip(batch.reset(seeds), seeds, strict=True):
+        prompt = policy.chat.prompt_ids(info["messages"], info["tools"])
+        running.append(_Running(seed=seed, reset_info=info, context=list(prompt), pending=list(prompt)))
+    while batch.active:
+        active = [i for i in batch.active if _fits(running[i], sampling, limit)]
+        for i in set(batch.active) - set(active):
+            running[i].failure = f"context of {len(running[i].context)} tokens would exceed the model's {limit}"
+            batch.abandon(i)
+        if not active:
+            break
+        generations = policy.generate([running[i].context for i in active], sampling, generator=generator)
+        actions = {i: policy.chat.action_text(g.token_ids) for i, g in zip(active, generations, strict=True)}
+        results = batch.step(actions)
+        for i, generation in zip(active, generations, strict=True):
+            state, result = running[i], results[i]
+            mask = np.r_[np.zeros(len(state.pending), bool), np.ones(len(generation.token_ids), bool)]
+            logprobs = np.r_[np.full(len(state.pending), np.nan, np.float32), np.asarray(generation.logprobs, np.float32)]
+            state.steps.append(
+                step_record(
+                    len(state.steps), actions[i], result.observation, result.reward, result.terminated, result.truncated, result.info,
+                    token_ids=np.asarray([*state.pending, *generation.token_ids], np.int32), policy_mask=mask, logprobs=logprobs,
+                )
+            )  # fmt: skip
+            state.last_info = result.info
+            state.context.extend(generation.token_ids)
+            if not result.done:
+                state.pending = policy.chat.observation_ids(generation.token_ids, result.info["messages"], state.reset_info["tools"])
+                state.context.extend(state.pending)
+    return [_episode(policy, env, state, run_id, suite_options or {}) for env, state in zip(envs, running, strict=True)]
+
+
+def _fits(state: _Running, sampling: SamplingConfig, limit: int) -> bool:
+    return len(state.context) + sampling.max_new_tokens <= limit
+
+
+def _episode(policy: CausalLMPolicy, env: ToolEnv, state: _Running, run_id: str, suite_options: Mapping[str, Any]) -> Episode:
+    verdict = state.last_info.get("verdict", {})
+    termination = "failed" if state.failure else state.last_info.get("termination", "max_turns")
+    return Episode(
+        run_id=run_id,
+        suite=env.suite.name,
+        task_id=state.reset_info["task_id"],
+        seed=state.seed,
+        steps=tuple(state.steps),
+        reward=float(sum(s.reward for s in state.steps)),
+        success=bool(verdict.get("success", False)),
+        termination=termination,
+        failure_reason=state.failure,
+        env_options=env_options(env, suite_options),
+        initial_messages=tuple(state.reset_info["messages"]),
+        policy_model=policy.name,
+        tokenizer=str(policy.tokenizer.name_or_path),
+        chat_template_hash=policy.chat_template_hash,
+        sandbox={"backend": type(env.sandbox).__name__, "isolated": env.sandbox.isolated},
+        writer=writer_info(),
+    )
+
+
+def expert_demonstration(
+    chat: ChatTokens, env: ToolEnv, seed: int, *, run_id: str, suite_options: Mapping[str, Any] | None = None
+) -> Episode:
+    """The suite's scripted expert, recorded with tokens as if a policy with ``chat``'s tokenizer had written its actions.
+
+    The expert's actions are the policy tokens (its log-probs are NaN: it is
+    not a model), so the episode can be used as a demonstration for SFT or as
+    off-policy data, and a teacher can score it like any rollout.
+    """
+    played = play_expert(env, seed)
+    tools = played.reset_info["tools"]
+    pending = chat.prompt_ids(played.reset_info["messages"], tools)
+    steps = []
+    for index, (action, info) in enumerate(zip(played.actions, played.step_infos, strict=True)):
+        generated = [*chat.encode(action), chat.end_of_turn_id]
+        last = index == len(played.actions) - 1
+        steps.append(
+            step_record(
+                index, action, played.observations[index + 1], played.rewards[index], last and played.terminated, last and played.truncated,
+                info, token_ids=np.asarray([*pending, *generated], np.int32),
+                policy_mask=np.r_[np.zeros(len(pending), bool), np.ones(len(generated), bool)],
+                logprobs=np.full(len(pending) + len(generated), np.nan, np.float32),
+            )
+        )  # fmt: skip
+        if not last:
+            pending = chat.observation_ids(generated, info["messages"], tools)
+    return Episode(
+        run_id=run_id,
+        suite=env.suite.name,
+        task_id=played.task_id,
+        seed=seed,
+        steps=tuple(steps),
+        reward=played.reward,
+        success=played.success,
+        termination=played.step_infos[-1].get("termination", "max_turns"),
+        env_options=env_options(env, suite_options or {}),
+        initial_messages=tuple(played.reset_info["messages"]),
+        policy_model=f"expert:{env.suite.name}",
+        tokenizer=str(chat.tokenizer.name_or_path),
+        sandbox={"backend": type(env.sandbox).__name__, "isolated": env.sandbox.isolated},
+        writer=writer_info(),
+    )

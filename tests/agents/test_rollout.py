@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from opd.agents import replay_episode
+from opd.agents.policy import CausalLMPolicy, SamplingConfig
+from opd.agents.rollout import collect_episodes
+from opd.envs import ToolEnv
+from opd.trajectories import Run, TrajectoryStore
+
+
+def rollout(policy: CausalLMPolicy, n: int = 6, seed: int = 0, suite: str = "calculator"):
+    envs = [ToolEnv(suite, difficulty="easy", max_turns=3) for _ in range(n)]
+    return collect_episodes(
+        policy, envs, list(range(n)), run_id="r" * 32, sampling=SamplingConfig(max_new_tokens=16),
+        generator=torch.Generator().manual_seed(seed), suite_options={"difficulty": "easy"},
+    )  # fmt: skip
+
+
+def test_episode_tokens_are_the_prompt_then_each_turn_appended(policy: CausalLMPolicy) -> None:
+    for episode in rollout(policy):
+        first = episode.steps[0]
+        prompt = policy.chat.prompt_ids(list(episode.initial_messages), ToolEnv("calculator").suite.tool_schemas)
+        assert first.token_ids[~first.policy_mask].tolist() == prompt
+        for step in episode.steps:
+            generated = step.token_ids[step.policy_mask]
+            assert step.policy_mask[: len(step.token_ids) - len(generated)].sum() == 0  # prefix, then the policy's tokens
+            assert policy.chat.action_text(generated.tolist()) == step.action
+            assert np.isfinite(step.logprobs[step.policy_mask]).all() and np.isnan(step.logprobs[~step.policy_mask]).all()
+
+
+def test_rollouts_are_reproducible_and_replayable(policy: CausalLMPolicy) -> None:
+    first, second = rollout(policy, seed=5), rollout(policy, seed=5)
+    assert [e.steps for e in first] == [e.steps for e in second]
+    for episode in first:
+        assert replay_episode(episode).identical
+
+
+def test_rollout_episodes_round_trip_through_the_store(policy: CausalLMPolicy) -> None:
+    with TrajectoryStore("sqlite://") as store:
+        store.add_run(Run(id="r" * 32))
+        episodes = rollout(policy, n=4, suite="inventory")
+        store.write_episodes(episodes)
+        for episode in episodes:
+            loaded = store.get_episode(episode.id)
+            assert loaded == episode and loaded.policy_model == policy.name and loaded.chat_template_hash == policy.chat_template_hash
