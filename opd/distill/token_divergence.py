@@ -135,10 +135,14 @@ class _ChunkedRows(torch.autograd.Function):
         grad_NV = torch.zeros_like(student_logits_NV)
         for start in range(0, index_R.numel(), ctx.chunk_rows):
             index_C = index_R[start : start + ctx.chunk_rows]
+            grad_values_C = grad_values_R[start : start + ctx.chunk_rows]
             with torch.enable_grad():
                 rows_CV = student_logits_NV.index_select(0, index_C).detach().requires_grad_()
                 values_C = divergence_rows(ctx.divergence, rows_CV, teacher_rows(ctx.teacher, index_C), ctx.k)
-                (grad_CV,) = torch.autograd.grad(values_C, rows_CV, grad_values_R[start : start + ctx.chunk_rows])
+                (grad_CV,) = torch.autograd.grad(values_C, rows_CV, grad_values_C)
+            # A row that is not used (zero upstream gradient) gets zero, even where its value is inf
+            # and the chain rule would say 0 * inf = NaN.
+            grad_CV = torch.where((grad_values_C == 0).unsqueeze(-1), torch.zeros_like(grad_CV), grad_CV)
             grad_NV.index_copy_(0, index_C, grad_CV)
         return grad_NV, None, None, None, None, None
 
