@@ -48,6 +48,16 @@ def naive_from_logits(name: str, student_logits: Tensor, teacher_logits: Tensor,
     return naive(name, probs(teacher_logits), probs(student_logits), **params)
 
 
+def naive_coarse(student_logits: Tensor, teacher_logits: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """(p, q) on the teacher's top-k tokens + one tail outcome, from probabilities by a plain gather."""
+    p_full, q_full = probs(teacher_logits), probs(student_logits)
+    ids = p_full.topk(k, dim=-1).indices
+    p_top, q_top = p_full.gather(-1, ids), q_full.gather(-1, ids)
+    p = torch.cat([p_top, 1 - p_top.sum(-1, keepdim=True)], dim=-1)
+    q = torch.cat([q_top, 1 - q_top.sum(-1, keepdim=True)], dim=-1)
+    return p, q
+
+
 def naive_loop(name: str, p_row: list[float], q_row: list[float], **params: float) -> float:
     """The same, one position, as an explicit Python loop over the vocabulary (for the KLs and JSD)."""
     import math
