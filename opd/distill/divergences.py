@@ -61,8 +61,8 @@ def p_log_p_over_q(logp_N: Tensor, logq_N: Tensor) -> Tensor:
 
     +inf where p > 0 = q (the divergence really is infinite); never NaN, also in backward.
     """
-    zero_p = logp_N == NEG_INF
-    log_ratio = torch.where(zero_p, torch.zeros_like(logp_N), logp_N - logq_N)
+    # masked_fill's backward *replaces* the masked gradient (no 0 * NaN) and needs no zeros tensor.
+    log_ratio = (logp_N - logq_N).masked_fill(logp_N == NEG_INF, 0.0)
     return logp_N.exp() * log_ratio
 
 
@@ -73,11 +73,9 @@ def log_mixture(loga_N: Tensor, logb_N: Tensor, weight_a: float) -> Tensor:
     are replaced by zeros (the result there is set back to -inf) so backward stays finite.
     """
     both_zero = (loga_N == NEG_INF) & (logb_N == NEG_INF)
-    zeros = torch.zeros_like(loga_N)
-    loga_safe = torch.where(both_zero, zeros, loga_N)
-    logb_safe = torch.where(both_zero, zeros, logb_N)
-    mixed = torch.logaddexp(loga_safe + math.log(weight_a), logb_safe + math.log1p(-weight_a))
-    return torch.where(both_zero, torch.full_like(mixed, NEG_INF), mixed)
+    loga_safe = (loga_N + math.log(weight_a)).masked_fill(both_zero, 0.0)
+    logb_safe = (logb_N + math.log1p(-weight_a)).masked_fill(both_zero, 0.0)
+    return torch.logaddexp(loga_safe, logb_safe).masked_fill(both_zero, NEG_INF)
 
 
 def _require_open_unit(name: str, field: str, value: float, hint: str) -> None:
