@@ -144,9 +144,7 @@ class JSD:
 
     def terms(self, logp_teacher_N: Tensor, logq_student_N: Tensor) -> Tensor:
         logm_N = log_mixture(logp_teacher_N, logq_student_N, self.beta)
-        return self.beta * p_log_p_over_q(logp_teacher_N, logm_N) + (1 - self.beta) * p_log_p_over_q(
-            logq_student_N, logm_N
-        )
+        return self.beta * p_log_p_over_q(logp_teacher_N, logm_N) + (1 - self.beta) * p_log_p_over_q(logq_student_N, logm_N)
 
     def generator(self, ratio: Tensor) -> Tensor:
         mixed = self.beta * ratio + (1 - self.beta)
@@ -198,9 +196,7 @@ class AlphaDivergence:
         # For |alpha| > 1 one weight is negative and 0^w * 0^v would be inf - inf: define it as 0.
         both_zero = (logp_teacher_N == NEG_INF) & (logq_student_N == NEG_INF)
         zeros = torch.zeros_like(logp_teacher_N)
-        log_geometric = weight_p * torch.where(both_zero, zeros, logp_teacher_N) + weight_q * torch.where(
-            both_zero, zeros, logq_student_N
-        )
+        log_geometric = weight_p * torch.where(both_zero, zeros, logp_teacher_N) + weight_q * torch.where(both_zero, zeros, logq_student_N)
         log_geometric = torch.where(both_zero, torch.full_like(log_geometric, NEG_INF), log_geometric)
         arithmetic = weight_p * logp_teacher_N.exp() + weight_q * logq_student_N.exp()
         return (arithmetic - log_geometric.exp()) / (weight_p * weight_q)

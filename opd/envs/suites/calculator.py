@@ -27,6 +27,7 @@ Difficulty = Literal["easy", "medium", "hard"]
 _OPERATIONS = {"easy": 2, "medium": 3, "hard": 4}
 _SYMBOLS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
 _COMMUTATIVE = {"add", "multiply"}
+_PROMPT = "Compute {expression} using the calculator tools, one operation per call. Reply with only the final number."
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
@@ -79,8 +80,9 @@ def divide(a: float, b: float) -> float:
 class CalculatorTasks:
     """Random expression trees with a fixed number of operations."""
 
-    def __init__(self, operations: int) -> None:
+    def __init__(self, operations: int, *, terse: bool = False) -> None:
         self.operations = operations
+        self.terse = terse
 
     def sample(self, rng: np.random.Generator) -> Task:
         # Pool of (text, value, ref); combining two entries adds one node, so n+1 leaves give n nodes.
@@ -102,7 +104,7 @@ class CalculatorTasks:
         expression = text[1:-1]
         return Task(
             id=f"calc-{self.operations}-" + hashlib.sha1(expression.encode()).hexdigest()[:10],
-            prompt=f"Compute {expression} using the calculator tools, one operation per call. Reply with only the final number.",
+            prompt=f"Compute {expression}." if self.terse else _PROMPT.format(expression=expression),
             answer=value,
             data={"expression": expression, "nodes": nodes},
         )
@@ -165,14 +167,20 @@ def _format_number(value: float) -> str:
 
 
 @register_suite("calculator")
-def calculator_suite(difficulty: Difficulty = "medium") -> ToolSuite:
-    """Arithmetic with add/subtract/multiply/divide tools; easy, medium, hard = 2, 3, 4 dependent calls."""
+def calculator_suite(difficulty: Difficulty = "medium", prompt_style: Literal["full", "terse"] = "full") -> ToolSuite:
+    """Arithmetic with add/subtract/multiply/divide tools; easy, medium, hard = 2, 3, 4 dependent calls.
+
+    ``prompt_style="terse"`` poses "Compute (3 + 4) * 5." without instructions: fewer tokens for tiny models
+    that learn the protocol from demonstrations rather than from the prompt.
+    """
     if difficulty not in _OPERATIONS:
         raise ConfigError(f"difficulty must be one of {list(_OPERATIONS)}, got {difficulty!r}.")
+    if prompt_style not in ("full", "terse"):
+        raise ConfigError(f"prompt_style must be 'full' or 'terse', got {prompt_style!r}.")
     return ToolSuite(
         name="calculator",
         tools=(add, subtract, multiply, divide),
-        tasks=CalculatorTasks(_OPERATIONS[difficulty]),
+        tasks=CalculatorTasks(_OPERATIONS[difficulty], terse=prompt_style == "terse"),
         verify=verify,
         expert=CalculatorExpert(),
         max_turns=_OPERATIONS[difficulty] + 4,

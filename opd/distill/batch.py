@@ -1,0 +1,108 @@
+"""Stored episodes -> the tensors a loss needs, aligned for next-token prediction.
+
+A causal LM's logits at position t predict token t + 1, so every per-token
+quantity here is indexed by the *predicted* token: ``targets_BT[b, t]`` is
+token t + 1 of episode b, predicted by ``logits[b, t]``. ``policy_BT`` marks the
+targets the policy wrote (prompt and tool-result tokens are False), ``step_BT``
+which step each target belongs to (-1 for padding). Teacher top-k annotations
+are scattered into the same layout. Nothing is re-tokenised: the ids are the
+stored ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from opd.distill.topk import TopKLogprobs
+from opd.errors import ConfigError
+from opd.trajectories import Episode
+
+__all__ = ["EpisodeBatch", "make_batch"]
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeBatch:
+    input_ids_BT: Tensor  # (B, T) int64, right-padded: the model's input (each episode but its last token)
+    attention_BT: Tensor  # (B, T) int64
+    targets_BT: Tensor  # (B, T) int64, the token each position predicts
+    policy_BT: Tensor  # (B, T) bool, targets the policy wrote
+    step_BT: Tensor  # (B, T) int64, step index of each target, -1 at padding
+    sampled_logprobs_BT: Tensor  # (B, T) float32, the policy's log-prob of each target when it was sampled (NaN elsewhere)
+    teacher: TopKLogprobs | None  # (B, T, K) at targets the teacher annotated; None if no teacher
+    teacher_sampled_BT: Tensor | None  # (B, T) the teacher's log-prob of each target (log tail mass if outside the top k)
+    rewards_B: Tensor  # (B,) the env's episode reward
+    steps_B: Tensor  # (B,) number of steps
+
+    @property
+    def policy_tokens(self) -> int:
+        return int(self.policy_BT.sum())
+
+
+def make_batch(episodes: Sequence[Episode], *, teacher: str | None = None) -> EpisodeBatch:
+    """Tensors for ``episodes``; with ``teacher``, that teacher's top-k annotations are required on every step."""
+    if not episodes:
+        raise ConfigError("make_batch needs at least one episode.")
+    length = max(e.num_tokens for e in episodes) - 1
+    if length < 1:
+        raise ConfigError("Episodes need at least two tokens to train on.")
+    B = len(episodes)
+    ids = torch.zeros((B, length + 1), dtype=torch.long)
+    attention = torch.zeros((B, length), dtype=torch.long)
+    policy = torch.zeros((B, length + 1), dtype=torch.bool)
+    step = torch.full((B, length + 1), -1, dtype=torch.long)
+    sampled = torch.full((B, length + 1), float("nan"))
+    for b, episode in enumerate(episodes):
+        n = episode.num_tokens
+        ids[b, :n] = torch.from_numpy(episode.token_ids.astype(np.int64))
+        attention[b, : n - 1] = 1
+        policy[b, :n] = torch.from_numpy(episode.policy_mask)
+        step[b, :n] = torch.from_numpy(np.repeat([s.index for s in episode.steps], [len(s.token_ids) for s in episode.steps]))
+        sampled[b, :n] = torch.from_numpy(np.concatenate([s.logprobs for s in episode.steps]))
+    topk, teacher_sampled = (None, None) if teacher is None else _teacher_tensors(episodes, teacher, ids, policy, length + 1)
+    shift = slice(1, None)  # targets are tokens 1..N
+    return EpisodeBatch(
+        input_ids_BT=ids[:, :-1],
+        attention_BT=attention,
+        targets_BT=ids[:, shift],
+        policy_BT=policy[:, shift],
+        step_BT=step[:, shift],
+        sampled_logprobs_BT=sampled[:, shift],
+        teacher=None if topk is None else TopKLogprobs(topk.token_ids[:, shift], topk.logprobs[:, shift], topk.tail_mass[:, shift]),
+        teacher_sampled_BT=None if teacher_sampled is None else teacher_sampled[:, shift],
+        rewards_B=torch.tensor([e.reward for e in episodes], dtype=torch.float32),
+        steps_B=torch.tensor([len(e.steps) for e in episodes]),
+    )
+
+
+def _teacher_tensors(episodes: Sequence[Episode], teacher: str, ids: Tensor, policy: Tensor, length: int) -> tuple[TopKLogprobs, Tensor]:
+    ks = {a.k for e in episodes for a in e.annotations.token_logprobs if a.teacher == teacher}
+    if len(ks) != 1:
+        raise ConfigError(f"Episodes need top-k annotations by teacher {teacher!r}, all with one k; found k in {sorted(ks)}.")
+    k = ks.pop()
+    B = len(episodes)
+    token_ids = torch.zeros((B, length, k), dtype=torch.long)
+    logprobs = torch.full((B, length, k), -1e4)  # unannotated positions: a finite stand-in, always masked out
+    tail = torch.ones((B, length))
+    for b, episode in enumerate(episodes):
+        by_step = {a.step_index: a for a in episode.annotations.token_logprobs if a.teacher == teacher}
+        offset = 0
+        for s in episode.steps:
+            if s.index not in by_step and s.num_policy_tokens:
+                raise ConfigError(f"Episode {episode.id} step {s.index} has no annotation by teacher {teacher!r}.")
+            positions = torch.from_numpy(offset + np.flatnonzero(s.policy_mask))
+            offset += len(s.token_ids)
+            if s.num_policy_tokens:
+                a = by_step[s.index]
+                token_ids[b, positions] = torch.from_numpy(a.token_ids.astype(np.int64))
+                logprobs[b, positions] = torch.from_numpy(a.logprobs.astype(np.float32))
+                tail[b, positions] = torch.from_numpy(a.tail_mass.astype(np.float32))
+    hits = token_ids == ids.unsqueeze(-1)
+    inside = torch.where(hits, logprobs, torch.zeros_like(logprobs)).sum(-1)
+    sampled = torch.where(hits.any(-1), inside, torch.log(tail.clamp_min(1e-30)))
+    sampled = torch.where(policy, sampled, torch.full_like(sampled, float("nan")))
+    return TopKLogprobs(token_ids, logprobs, tail.clamp_min(0.0)), sampled

@@ -1,0 +1,117 @@
+"""The training configuration: one frozen dataclass, every field documented, loadable from YAML or TOML.
+
+Unknown keys are errors with a suggestion (``lerning_rate`` -> did you mean
+``learning_rate``?), because a silently ignored typo is a wasted training run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from opd.agents.policy import SamplingConfig
+from opd.distill.losses import LossConfig
+from opd.errors import ConfigError
+
+__all__ = ["TrainConfig", "config_to_dict", "load_config"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    student: str  # hub name or local directory of the student (a transformers causal LM with a chat template)
+    teacher: str | None = None  # hub name or local directory of a white-box teacher; None for teacher-free losses
+    suite: str = "calculator"  # a registered tool suite (`opd suites list`)
+    suite_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {"difficulty": "easy"}
+    max_turns: int | None = None  # turn limit per episode; None: the suite's default
+    run_name: str = "opd"  # shown in `opd episodes list` and the run record
+    store: str = "runs/opd.db"  # trajectory store: a SQLite path or a database URL
+    output_dir: str = "runs/train"  # checkpoints, metrics.jsonl and TensorBoard logs
+    seed: int = 0  # seeds task draws, sampling and off-policy choices; every update's randomness derives from it
+    updates: int = 100  # optimizer steps
+    episodes_per_update: int = 32  # episodes rolled out (and annotated) per update
+    max_labelled_tokens: int | None = None  # stop early once the teacher has labelled this many tokens
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0  # gradient clipping; updates with a non-finite loss or gradient are skipped
+    loss: LossConfig = LossConfig()  # what to minimise: token, step, episode, hybrid or sft
+    teacher_k: int = 64  # top-k log-probs the teacher records per student token
+    offpolicy_fraction: float = 0.0  # lambda: fraction of updates trained on teacher-generated episodes (GKD)
+    sampling: SamplingConfig = SamplingConfig(temperature=1.0, max_new_tokens=48)  # how the student samples during training
+    eval_every: int = 10  # updates between evaluations (0: only at the end)
+    eval_episodes: int = 100  # held-out tasks per evaluation, played greedily
+    checkpoint_every: int = 10  # updates between checkpoints (0: only at the end)
+    device: str = "cpu"
+    tensorboard: bool = True  # also write TensorBoard event files beside metrics.jsonl
+
+    def __post_init__(self) -> None:
+        if self.updates < 1 or self.episodes_per_update < 1:
+            raise ConfigError("updates and episodes_per_update must be at least 1.")
+        if not 0.0 <= self.offpolicy_fraction <= 1.0:
+            raise ConfigError(f"offpolicy_fraction must lie in [0, 1], got {self.offpolicy_fraction}.")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}.")
+        if self.teacher is None and (self.loss.needs_teacher or self.offpolicy_fraction > 0):
+            raise ConfigError(f"The {self.loss.kind!r} loss (or offpolicy_fraction > 0) needs a teacher; set teacher: PATH_OR_NAME.")
+
+
+def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """Read a YAML (.yaml/.yml) or TOML (.toml) file; ``overrides`` replace top-level keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"No config file at {path}.")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings at the top level.")
+    return from_mapping(TrainConfig, {**data, **overrides}, where=str(path))
+
+
+def from_mapping(cls: type, data: Mapping[str, Any], *, where: str) -> Any:
+    """Build dataclass ``cls`` from ``data``, recursing into dataclass fields; unknown keys get a suggestion."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else f" Known keys: {', '.join(fields)}."
+            raise ConfigError(f"{where}: unknown key {key!r}.{hint}")
+    values = {}
+    for key, value in data.items():
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind) and isinstance(value, Mapping):
+            value = from_mapping(kind, value, where=f"{where}: {key}")
+        values[key] = value
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s) {missing}.")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-able dict of a config (for the run record and checkpoints)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, types.MappingProxyType):
+        return dict(value)
+    return str(value)

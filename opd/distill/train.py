@@ -1,0 +1,175 @@
+"""The on-policy distillation loop, one readable function over a frozen config.
+
+Each update: the student plays ``episodes_per_update`` tasks (or, for a
+fraction ``offpolicy_fraction`` of updates, the teacher does, as in GKD); the
+teacher scores exactly the tokens played; the episodes and annotations go to
+the trajectory store; the student takes one optimizer step on the configured
+loss. Evaluation on held-out tasks and checkpoints happen every few updates.
+
+Resuming from a checkpoint continues exactly: all randomness of update ``u``
+(task seeds, sampling, the on/off-policy draw) derives from ``(seed, u)``.
+An update whose loss or gradient is not finite is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from opd import __version__
+from opd.agents.policy import CausalLMPolicy
+from opd.agents.rollout import collect_episodes
+from opd.agents.teacher import WhiteBoxTeacher
+from opd.distill.batch import make_batch
+from opd.distill.checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
+from opd.distill.config import TrainConfig, config_to_dict
+from opd.distill.evaluate import EvalResult, evaluate
+from opd.distill.losses import compute_loss
+from opd.distill.metrics import MetricsWriter
+from opd.envs import ToolEnv
+from opd.trajectories import Episode, Run, TrajectoryStore
+
+__all__ = ["TrainResult", "train"]
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, dict[str, Any]], None]  # (update, metrics) after every update
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    updates: int
+    labelled_tokens: int
+    skipped_updates: int
+    final_eval: EvalResult
+    checkpoint: Path
+    curve: tuple[tuple[int, int, float], ...]  # (update, labelled tokens, eval success rate) at every evaluation
+
+
+def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None = None) -> TrainResult:
+    """Run (or resume) the loop described by ``config``; returns the final evaluation and checkpoint."""
+    output = Path(config.output_dir)
+    checkpoints = output / "checkpoints"
+    previous = latest_checkpoint(checkpoints) if resume else None
+    student = CausalLMPolicy.from_pretrained(str(previous / "model") if previous else config.student, device=config.device)
+    student.name = config.student
+    teacher = WhiteBoxTeacher.from_pretrained(config.teacher, k=config.teacher_k, device=config.device) if config.teacher else None
+    teacher_policy = CausalLMPolicy(teacher.model, teacher.tokenizer, name=teacher.name) if teacher else None
+    optimizer = torch.optim.AdamW(student.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    state = load_checkpoint(previous, optimizer) if previous else TrainerState(0, 0, 0, Run().id, 0.0)
+    metrics = MetricsWriter(output, tensorboard=config.tensorboard)
+    curve: list[tuple[int, int, float]] = []
+    last_eval: tuple[int, EvalResult] | None = None
+    with TrajectoryStore(config.store) as store:
+        store.add_run(Run(id=state.run_id, name=config.run_name, config=config_to_dict(config), code_version=__version__))
+        started = time.perf_counter() - state.wall_seconds
+        for update in range(state.update, config.updates):
+            if config.max_labelled_tokens is not None and state.labelled_tokens >= config.max_labelled_tokens:
+                break
+            rng = np.random.default_rng([config.seed, update])
+            offpolicy = teacher_policy is not None and rng.random() < config.offpolicy_fraction
+            episodes = _rollout(teacher_policy if offpolicy else student, config, update, state.run_id)
+            if teacher is not None:
+                episodes = [
+                    dataclasses.replace(e, annotations=a, teacher_models=(teacher.name,))
+                    for e, a in zip(episodes, teacher.annotate(episodes), strict=True)
+                ]
+            store.write_episodes(episodes)
+            values = _update(student, optimizer, episodes, config, teacher.name if teacher else None)
+            labelled = sum(int(e.policy_mask.sum()) for e in episodes) if teacher else 0
+            state = TrainerState(
+                update + 1,
+                state.labelled_tokens + labelled,
+                state.skipped_updates + int(values["skipped"]),
+                state.run_id,
+                time.perf_counter() - started,
+            )
+            values.update(
+                _rollout_metrics(episodes),
+                offpolicy=float(offpolicy),
+                labelled_tokens=state.labelled_tokens,
+                wall_seconds=state.wall_seconds,
+            )
+            budget_spent = config.max_labelled_tokens is not None and state.labelled_tokens >= config.max_labelled_tokens
+            if _due(update + 1, config.eval_every, config.updates) or budget_spent:
+                result, _ = evaluate(
+                    student, config.suite, suite_options=config.suite_options, episodes=config.eval_episodes, max_turns=config.max_turns
+                )
+                values.update({"eval/success": result.success_rate, "eval/ci_low": result.ci_low, "eval/ci_high": result.ci_high})
+                curve.append((update + 1, state.labelled_tokens, result.success_rate))
+                last_eval = (update + 1, result)
+            metrics.write(update + 1, values)
+            if progress is not None:
+                progress(update + 1, values)
+            if _due(update + 1, config.checkpoint_every, config.updates) or budget_spent:
+                save_checkpoint(checkpoints, student.model, student.tokenizer, optimizer, state)
+    metrics.close()
+    if last_eval is not None and last_eval[0] == state.update:
+        final = last_eval[1]
+    else:
+        final, _ = evaluate(
+            student, config.suite, suite_options=config.suite_options, episodes=config.eval_episodes, max_turns=config.max_turns
+        )
+    last = latest_checkpoint(checkpoints) or save_checkpoint(checkpoints, student.model, student.tokenizer, optimizer, state)
+    return TrainResult(state.run_id, state.update, state.labelled_tokens, state.skipped_updates, final, last, tuple(curve))
+
+
+def _rollout(policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: str) -> list[Episode]:
+    n = config.episodes_per_update
+    seeds = [(update * n + i) % 1_000_000_000 for i in range(n)]  # training seeds stay below the evaluation range
+    envs = [ToolEnv(config.suite, max_turns=config.max_turns, **config.suite_options) for _ in range(n)]
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + update)
+    try:
+        return collect_episodes(
+            policy, envs, seeds, run_id=run_id, sampling=config.sampling, generator=generator, suite_options=config.suite_options
+        )
+    finally:
+        for env in envs:
+            env.close()
+
+
+def _update(
+    student: CausalLMPolicy, optimizer: torch.optim.Optimizer, episodes: list[Episode], config: TrainConfig, teacher: str | None
+) -> dict[str, Any]:
+    """One optimizer step; skipped (and reported) if the loss or the gradient is not finite."""
+    batch = make_batch(episodes, teacher=teacher if config.loss.needs_teacher else None)
+    student.model.train()
+    optimizer.zero_grad(set_to_none=True)
+    logits_BTV = student.model(
+        input_ids=batch.input_ids_BT.to(student.device), attention_mask=batch.attention_BT.to(student.device)
+    ).logits.float()
+    result = compute_loss(logits_BTV, batch, config.loss)
+    values: dict[str, Any] = {**result.metrics, "policy_tokens": batch.policy_tokens}
+    if not torch.isfinite(result.loss):
+        logger.warning("Skipping an update: the loss is %s", result.loss.item())
+        return {**values, "skipped": True, "grad_norm": math.nan}
+    result.loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(student.model.parameters(), config.max_grad_norm)
+    if not torch.isfinite(grad_norm):
+        optimizer.zero_grad(set_to_none=True)
+        logger.warning("Skipping an update: the gradient norm is %s", grad_norm.item())
+        return {**values, "skipped": True, "grad_norm": math.nan}
+    optimizer.step()
+    return {**values, "skipped": False, "grad_norm": float(grad_norm)}
+
+
+def _rollout_metrics(episodes: list[Episode]) -> dict[str, float]:
+    return {
+        "rollout/success": float(np.mean([e.success for e in episodes])),
+        "rollout/reward": float(np.mean([e.reward for e in episodes])),
+        "rollout/steps": float(np.mean([len(e.steps) for e in episodes])),
+        "rollout/errors": float(np.mean([sum(s.error_kind is not None for s in e.steps) for e in episodes])),
+    }
+
+
+def _due(done: int, every: int, total: int) -> bool:
+    return done == total or (every > 0 and done % every == 0)
