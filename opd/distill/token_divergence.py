@@ -159,7 +159,7 @@ class _ChunkedRows(torch.autograd.Function):
 
 def token_divergence(
     student_logits_BTV: Tensor,
-    teacher: Tensor | TopKLogprobs,
+    teacher: Teacher,
     divergence: str | Divergence = "reverse_kl",
     *,
     mask_BT: Tensor | None = None,
@@ -170,8 +170,8 @@ def token_divergence(
 
     Args:
         student_logits_BTV: (B, T, V) student logits; the gradient flows into them.
-        teacher: (B, T, V) teacher logits (exact), or TopKLogprobs (the K+1-outcome
-            approximation, a lower bound, see opd.distill.topk).
+        teacher: (B, T, V) teacher logits (exact), TeacherHidden (logits formed per chunk), or
+            TopKLogprobs (the K+1-outcome approximation, a lower bound, see opd.distill.topk).
         divergence: a registry name (``divergence_names()``) or a Divergence instance.
         mask_BT: (B, T) bool, True at the student's own tokens; None computes every position.
         k: take the teacher's top-k from full logits first (the approximation at k).
