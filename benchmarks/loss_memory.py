@@ -146,7 +146,7 @@ def main() -> None:
                 f"{run['seconds'] / naive['seconds']:.2f}x",
                 f"{run['loss']:.6f}",
             )
-    Console().print(table)
+    Console(width=150).print(table)
 
 
 if __name__ == "__main__":

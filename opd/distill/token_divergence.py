@@ -82,10 +82,18 @@ def teacher_rows(teacher: Teacher, index_N: Tensor) -> Tensor | TopKLogprobs:
         return teacher.reshape(-1, teacher.shape[-1]).index_select(0, index_N)
 
 
-def divergence_rows(divergence: Divergence, student_logits_NV: Tensor, teacher: Tensor | TopKLogprobs, k: int | None) -> Tensor:
+def divergence_rows(
+    divergence: Divergence,
+    student_logits_NV: Tensor,
+    teacher: Tensor | TopKLogprobs,
+    k: int | None,
+    *,
+    student_is_logprobs: bool = False,
+) -> Tensor:
     """(N,) the divergence of each row: exact on full teacher logits, on the K+1 coarsening for top-k.
 
     Half-precision logits are upcast per chunk: log-space differences of bf16 logits are too coarse.
+    ``student_is_logprobs`` says the student rows are already log-softmaxed (saves a (N, V) copy).
     """
     student_logits_NV = _at_least_fp32(student_logits_NV)
     if isinstance(teacher, Tensor) and k is not None:
@@ -94,7 +102,7 @@ def divergence_rows(divergence: Divergence, student_logits_NV: Tensor, teacher: 
         logq_NK1 = coarsen_student(student_logits_NV, teacher.token_ids)
         logp_NK1 = teacher.coarse_logprobs().to(logq_NK1.dtype)
         return divergence.terms(logp_NK1, logq_NK1).sum(dim=-1)
-    logq_NV = torch.log_softmax(student_logits_NV, dim=-1)
+    logq_NV = student_logits_NV if student_is_logprobs else torch.log_softmax(student_logits_NV, dim=-1)
     logp_NV = torch.log_softmax(_at_least_fp32(teacher).to(logq_NV.dtype), dim=-1)
     return divergence.terms(logp_NV, logq_NV).sum(dim=-1)
 
@@ -151,7 +159,7 @@ class _ChunkedRows(torch.autograd.Function):
 
 def token_divergence(
     student_logits_BTV: Tensor,
-    teacher: Tensor | TopKLogprobs,
+    teacher: Teacher,
     divergence: str | Divergence = "reverse_kl",
     *,
     mask_BT: Tensor | None = None,
@@ -162,8 +170,8 @@ def token_divergence(
 
     Args:
         student_logits_BTV: (B, T, V) student logits; the gradient flows into them.
-        teacher: (B, T, V) teacher logits (exact), or TopKLogprobs (the K+1-outcome
-            approximation, a lower bound, see opd.distill.topk).
+        teacher: (B, T, V) teacher logits (exact), TeacherHidden (logits formed per chunk), or
+            TopKLogprobs (the K+1-outcome approximation, a lower bound, see opd.distill.topk).
         divergence: a registry name (``divergence_names()``) or a Divergence instance.
         mask_BT: (B, T) bool, True at the student's own tokens; None computes every position.
         k: take the teacher's top-k from full logits first (the approximation at k).
@@ -191,15 +199,22 @@ class _FusedLinearRows(torch.autograd.Function):
         for start in range(0, index_R.numel(), chunk_rows):
             chunk = slice(start, start + chunk_rows)
             hidden_CD = hidden_RD[chunk]
+            # The logits become the student's log-probs in place: one (C, V) tensor instead of two.
+            logq_CV = _at_least_fp32(hidden_CD @ lm_head_VD.T)
+            logq_CV -= torch.logsumexp(logq_CV, dim=-1, keepdim=True)
             with torch.enable_grad():
-                logits_CV = (hidden_CD @ lm_head_VD.T).detach().requires_grad_(need_hidden or need_head)
-                values_C = divergence_rows(divergence, logits_CV, teacher_rows(teacher, index_R[chunk]), k)
+                logq_CV.requires_grad_(need_hidden or need_head)
+                teacher_C = teacher_rows(teacher, index_R[chunk])
+                values_C = divergence_rows(divergence, logq_CV, teacher_C, k, student_is_logprobs=True)
                 if need_hidden or need_head:
                     weighted = (values_C * weights_R[chunk].to(values_C.dtype)).sum()
-                    (grad_CV,) = torch.autograd.grad(weighted, logits_CV)
+                    (grad_CV,) = torch.autograd.grad(weighted, logq_CV)
             values_R[chunk] = values_C.detach()
             if need_hidden or need_head:
-                grad_CV = grad_CV.to(lm_head_VD.dtype)
+                # Chain rule through log_softmax, in place: d/dz = g - softmax(z) * sum(g).
+                probs_CV = logq_CV.detach().exp_()
+                grad_CV = grad_CV.addcmul_(probs_CV, grad_CV.sum(dim=-1, keepdim=True), value=-1).to(lm_head_VD.dtype)
+                del probs_CV, logq_CV
                 if need_hidden:
                     grad_hidden_RD[chunk] = grad_CV @ lm_head_VD
                 if need_head:
