@@ -7,7 +7,7 @@ import logging
 import typer
 
 from opd import __version__
-from opd.cli import demo, episodes, suites
+from opd.cli import demo, episodes, suites, train
 
 app = typer.Typer(
     name="opd",
@@ -16,6 +16,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command("demo")(demo.demo)
+app.command("train")(train.train_command)
+app.command("eval")(train.eval_command)
 app.add_typer(suites.app, name="suites")
 app.add_typer(episodes.app, name="episodes")
 

@@ -1,55 +1,44 @@
 """``opd demo``: the main job on embedded defaults.
 
-Until the training loop lands, the demo plays each built-in suite's scripted
-expert through its environment, prints what happened, and writes every episode
-to the trajectory store, so a new user sees tasks, tool calls, observations and
-rewards end to end and can inspect them with ``opd episodes``.
+Builds a tiny teacher and a smaller student from nothing, then compares
+off-policy SFT with on-policy distillation from the same start at an equal
+budget of teacher-labelled tokens; prints the results table, writes every
+episode to the trajectory store and a PNG plot. See ``opd.distill.demo``.
 """
 
 from __future__ import annotations
 
-import typer
+import time
 
-from opd import __version__
-from opd.agents import expert_episode
-from opd.cli.episodes import StoreOption, open_store
-from opd.cli.render import console, show_turn
-from opd.envs import ToolEnv, suite_names
-from opd.trajectories import Run, default_store_location
+import typer
+from rich.table import Table
+
+from opd.cli.render import console
 
 
 def demo(
-    episodes: int = typer.Option(2, min=1, help="Episodes per suite."),
-    seed: int = typer.Option(0, help="Seed of the first episode."),
-    difficulty: str = typer.Option("medium", help="easy, medium or hard."),
-    store: str = StoreOption,
+    quick: bool = typer.Option(False, "--quick", help="A smaller budget and evaluation (what CI runs)."),
+    workdir: str = typer.Option("runs/demo", help="Models, checkpoints, metrics and the plot."),
+    store: str = typer.Option(None, "--store", "-s", help="Trajectory store (default: $OPD_STORE, else runs/opd.db)."),
+    seed: int = typer.Option(0, help="Seed of the whole demo."),
 ) -> None:
-    """Run the demo: today, the scripted experts of the built-in suites (training arrives in a later release)."""
-    console.rule("[bold]opd demo[/] - scripted experts through the built-in tool environments")
-    console.print("[dim]This demo plays each suite's scripted expert; the distillation demo replaces it once training lands.[/]")
-    config = {"command": "demo", "episodes": episodes, "seed": seed, "difficulty": difficulty}
-    totals = []
-    with open_store(store, create=True) as trajectories:
-        run = trajectories.add_run(Run(name="demo: scripted experts", config=config, code_version=__version__))
-        for name in suite_names():
-            env = ToolEnv(name, difficulty=difficulty)
-            if env.suite.expert is None or env.suite.requires_isolation:
-                env.close()
-                continue
-            successes = 0
-            for offset in range(episodes):
-                episode = expert_episode(env, seed + offset, run_id=run.id, suite_options={"difficulty": difficulty})
-                trajectories.write_episode(episode)
-                console.rule(f"{name} - task {episode.task_id} (seed {seed + offset}) - episode {episode.id[:12]}", style="dim")
-                console.print(episode.initial_messages[-1]["content"])
-                for step in episode.steps:
-                    show_turn(step.index + 1, step.action, step.observation)
-                console.print(f"[bold]reward {episode.reward:.2f}[/] success={episode.success}")
-                successes += episode.success
-            totals.append((name, successes))
-            env.close()
-    console.rule()
-    for name, successes in totals:
-        console.print(f"{name}: expert solved {successes}/{episodes} tasks")
+    """Distil a tiny tool-using teacher into a smaller student: off-policy SFT vs on-policy distillation."""
+    from opd.distill.demo import DemoConfig, run_demo
+    from opd.trajectories import default_store_location
+
     where = store or default_store_location()
-    console.print(f"Episodes stored in {where} (run {run.id}). Inspect them: opd episodes list --store {where}")
+    settings = {"workdir": workdir, "store": where, "seed": seed}
+    config = DemoConfig.quick(**settings) if quick else DemoConfig(**settings)
+    console.rule("[bold]opd demo[/] - on-policy distillation vs SFT on the calculator suite")
+    started = time.perf_counter()
+    result = run_demo(config, report=lambda message: console.print(f"[dim]{time.perf_counter() - started:6.1f}s[/] {message}"))
+    table = Table(title=f"calculator (easy): greedy success on {config.eval_episodes} held-out tasks, 95% interval")
+    for column in ("policy", "success", "teacher-labelled tokens", "wall time"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    table.add_row("teacher (2 layers, d=128)", result.teacher.describe(), "-", f"{result.wall_seconds['teacher (build or load)']:.0f} s")
+    table.add_row("student before (1 layer, d=32)", result.student_start.describe(), "0", "-")
+    for arm, label in (("sft", "student after off-policy SFT"), ("opd", "student after OPD (reverse KL)")):
+        outcome = result.arms[arm]
+        table.add_row(label, outcome.final_eval.describe(), f"{outcome.labelled_tokens:,}", f"{result.wall_seconds[arm]:.0f} s")
+    console.print(table)
+    console.print(f"plot: {result.plot}\nepisodes: opd episodes list --store {where}   (runs 'demo: sft' and 'demo: opd')")

@@ -48,3 +48,41 @@ def show(name: str, difficulty: str = typer.Option(None, help="Suite difficulty,
     console.print_json(json.dumps(suite.tool_schemas))
     task = suite.tasks.sample(np.random.default_rng(0))
     console.print(f"[bold]sample task[/] {task.id}: {task.prompt}")
+
+
+@app.command("play")
+def play(
+    name: str,
+    episodes: int = typer.Option(2, min=1, help="Episodes to play."),
+    seed: int = typer.Option(0, help="Seed of the first episode."),
+    difficulty: str = typer.Option(None, help="Suite difficulty, if it takes one."),
+    store: str = typer.Option(None, "--store", "-s", help="Also write the episodes to this trajectory store."),
+) -> None:
+    """Play a suite's scripted expert through its env and print every turn."""
+    from opd import __version__
+    from opd.agents import expert_episode
+    from opd.cli.render import show_turn
+    from opd.envs import ToolEnv
+    from opd.trajectories import Run, TrajectoryStore
+
+    options = {"difficulty": difficulty} if difficulty else {}
+    try:
+        env = ToolEnv(name, **options)
+    except OpdError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    run = Run(name=f"expert: {name}", config={"suite": name, **options, "episodes": episodes, "seed": seed}, code_version=__version__)
+    played = [expert_episode(env, seed + i, run_id=run.id, suite_options=options) for i in range(episodes)]
+    env.close()
+    for episode in played:
+        console.rule(f"{name} - task {episode.task_id} (seed {episode.seed})", style="dim")
+        console.print(episode.initial_messages[-1]["content"])
+        for step in episode.steps:
+            show_turn(step.index + 1, step.action, step.observation)
+        console.print(f"[bold]reward {episode.reward:.2f}[/] success={episode.success}")
+    console.print(f"{name}: expert solved {sum(e.success for e in played)}/{episodes} tasks")
+    if store:
+        with TrajectoryStore(store) as trajectories:
+            trajectories.add_run(run)
+            trajectories.write_episodes(played)
+        console.print(f"stored {episodes} episodes in {store}")

@@ -142,7 +142,8 @@ def _arm_config(config: DemoConfig, arm: str, loss: LossConfig, offpolicy: float
 def _build_models(config: DemoConfig, models: Path, report: Report) -> None:
     env = ToolEnv("calculator", **config.suite_options)
     texts = [t for seed in range(300) for e in [play_expert(env, seed)] for t in (*e.actions, *e.observations)]
-    tokenizer = build_word_tokenizer(texts, models / "tokenizer")
+    # Easy tasks (2 operations on 1..12) never leave [-143, 1728]: one token per number in that range keeps the vocabulary small.
+    tokenizer = build_word_tokenizer(texts, models / "tokenizer", numbers=range(-150, 1730))
     build_tiny_model(tokenizer, models / "teacher", layers=2, hidden=128, heads=4, seed=config.seed)
     teacher = CausalLMPolicy.from_pretrained(str(models / "teacher"))
     demonstrations = [expert_demonstration(teacher.chat, env, seed, run_id="demo-demonstrations") for seed in range(config.demonstrations)]

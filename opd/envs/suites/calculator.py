@@ -80,23 +80,33 @@ def divide(a: float, b: float) -> float:
 class CalculatorTasks:
     """Random expression trees with a fixed number of operations."""
 
-    def __init__(self, operations: int, *, terse: bool = False) -> None:
+    def __init__(self, operations: int, *, terse: bool = False, max_value: int | None = None) -> None:
         self.operations = operations
         self.terse = terse
+        self.max_value = max_value  # if set, operands and every intermediate result lie in [0, max_value]
 
     def sample(self, rng: np.random.Generator) -> Task:
+        while (task := self._try_sample(rng)) is None:
+            pass  # only with max_value: a draw that cannot stay in range is redrawn
+        return task
+
+    def _try_sample(self, rng: np.random.Generator) -> Task | None:
         # Pool of (text, value, ref); combining two entries adds one node, so n+1 leaves give n nodes.
         pool: list[tuple[str, int, dict[str, int]]] = []
         for _ in range(self.operations + 1):
-            value = int(rng.integers(1, 13))
+            value = int(rng.integers(1, 13 if self.max_value is None else min(13, self.max_value + 1)))
             pool.append((str(value), value, {"const": value}))
         nodes: list[dict[str, Any]] = []
         while len(pool) > 1:
             i, j = (int(k) for k in rng.choice(len(pool), size=2, replace=False))
             (left_text, left, left_ref), (right_text, right, right_ref) = pool[i], pool[j]
-            ops = ["add", "subtract", "multiply"] + (["divide"] if right not in (0, 1) and left % right == 0 else [])
-            op = str(rng.choice(ops))
-            value = {"add": left + right, "subtract": left - right, "multiply": left * right}.get(op, left // right if right else 0)
+            results = _results(left, right)
+            if self.max_value is not None:
+                results = {op: v for op, v in results.items() if 0 <= v <= self.max_value}
+                if not results:
+                    return None
+            op = str(rng.choice(list(results)))
+            value = results[op]
             nodes.append({"op": op, "args": [left_ref, right_ref]})
             combined = (f"({left_text} {_SYMBOLS[op]} {right_text})", value, {"node": len(nodes) - 1})
             pool = [p for k, p in enumerate(pool) if k not in (i, j)] + [combined]
@@ -108,6 +118,14 @@ class CalculatorTasks:
             answer=value,
             data={"expression": expression, "nodes": nodes},
         )
+
+
+def _results(left: int, right: int) -> dict[str, int]:
+    """The result of each operation allowed on (left, right); division only when exact."""
+    results = {"add": left + right, "subtract": left - right, "multiply": left * right}
+    if right not in (0, 1) and left % right == 0:
+        results["divide"] = left // right
+    return results
 
 
 def verify(task: Task, answer: str, context: ToolContext) -> Verdict:
@@ -167,11 +185,14 @@ def _format_number(value: float) -> str:
 
 
 @register_suite("calculator")
-def calculator_suite(difficulty: Difficulty = "medium", prompt_style: Literal["full", "terse"] = "full") -> ToolSuite:
+def calculator_suite(
+    difficulty: Difficulty = "medium", prompt_style: Literal["full", "terse"] = "full", max_value: int | None = None
+) -> ToolSuite:
     """Arithmetic with add/subtract/multiply/divide tools; easy, medium, hard = 2, 3, 4 dependent calls.
 
-    ``prompt_style="terse"`` poses "Compute (3 + 4) * 5." without instructions: fewer tokens for tiny models
-    that learn the protocol from demonstrations rather than from the prompt.
+    ``prompt_style="terse"`` poses "Compute (3 + 4) * 5." without instructions, and ``max_value=99`` keeps
+    every operand and intermediate result in [0, 99]: fewer and more frequent tokens for tiny models that
+    learn the protocol from demonstrations rather than from the prompt.
     """
     if difficulty not in _OPERATIONS:
         raise ConfigError(f"difficulty must be one of {list(_OPERATIONS)}, got {difficulty!r}.")
@@ -180,7 +201,7 @@ def calculator_suite(difficulty: Difficulty = "medium", prompt_style: Literal["f
     return ToolSuite(
         name="calculator",
         tools=(add, subtract, multiply, divide),
-        tasks=CalculatorTasks(_OPERATIONS[difficulty], terse=prompt_style == "terse"),
+        tasks=CalculatorTasks(_OPERATIONS[difficulty], terse=prompt_style == "terse", max_value=max_value),
         verify=verify,
         expert=CalculatorExpert(),
         max_turns=_OPERATIONS[difficulty] + 4,

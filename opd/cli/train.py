@@ -1,0 +1,85 @@
+"""``opd train CONFIG`` and ``opd eval``: the training loop and held-out evaluation from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from opd.cli.render import console, fail
+from opd.errors import OpdError
+
+
+def train_command(
+    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML or TOML training config (see docs/training.md)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Ignore checkpoints in the output directory and start over."),
+) -> None:
+    """Run (or resume) on-policy distillation as CONFIG describes."""
+    from opd.distill.config import load_config
+    from opd.distill.train import train
+
+    try:
+        settings = load_config(config)
+    except OpdError as exc:
+        fail(str(exc))
+    console.print(f"[bold]opd train[/] {config}: {settings.suite} with {settings.loss.kind} loss, student {settings.student}")
+    with Progress(
+        TextColumn("[bold]update"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("train", total=settings.updates, status="")
+
+        def progress(update: int, values: dict) -> None:
+            status = f"loss {values['loss']:.4f}  rollout success {values['rollout/success']:.0%}"
+            if "eval/success" in values:
+                status += f"  eval {values['eval/success']:.0%}"
+            bar.update(task, completed=update, status=status)
+
+        try:
+            result = train(settings, resume=not fresh, progress=progress)
+        except OpdError as exc:
+            fail(str(exc))
+    console.print(
+        f"done: {result.updates} updates, {result.labelled_tokens:,} teacher-labelled tokens, {result.skipped_updates} skipped; "
+        f"held-out success {result.final_eval.describe()}\n"
+        f"checkpoint: {result.checkpoint}\nmetrics: {Path(settings.output_dir) / 'metrics.jsonl'}"
+    )
+
+
+def eval_command(
+    model: str = typer.Argument(..., help="Checkpoint directory or hub name of the policy."),
+    suite: str = typer.Option("calculator", help="Registered tool suite."),
+    option: list[str] = typer.Option([], "--option", "-o", help="Suite option as KEY=VALUE (repeatable), e.g. -o difficulty=easy."),
+    episodes: int = typer.Option(100, min=1, help="Held-out tasks to play."),
+    max_turns: int = typer.Option(None, help="Turn limit (default: the suite's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Measure a policy's greedy success rate on held-out tasks, with a 95% confidence interval."""
+    from opd.agents.policy import CausalLMPolicy
+    from opd.distill.evaluate import evaluate
+
+    options = {}
+    for item in option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            fail(f"--option expects KEY=VALUE, got {item!r}.")
+        options[key] = value
+    try:
+        policy = CausalLMPolicy.from_pretrained(model)
+        result, _ = evaluate(policy, suite, suite_options=options, episodes=episodes, max_turns=max_turns)
+    except (OpdError, OSError) as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"success_rate": result.success_rate, "ci_low": result.ci_low, "ci_high": result.ci_high, "episodes": result.episodes}
+            )
+        )
+    else:
+        console.print(f"{model} on {suite}: success {result.describe()}, mean reward {result.mean_reward:.3f}")
