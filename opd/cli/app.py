@@ -7,7 +7,7 @@ import logging
 import typer
 
 from opd import __version__
-from opd.cli import demo, suites
+from opd.cli import demo, sandbox, suites
 
 app = typer.Typer(
     name="opd",
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.command("demo")(demo.demo)
 app.add_typer(suites.app, name="suites")
+app.add_typer(sandbox.app, name="sandbox")
 
 
 @app.command("version")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from opd.cli.render import console, show_turn
-from opd.envs import ToolEnv, play_expert, suite_names
+from opd.envs import ToolEnv, make_suite, play_expert, suite_names
 
 
 def demo(
@@ -23,10 +23,10 @@ def demo(
     console.print("[dim]This demo plays each suite's scripted expert; the distillation demo replaces it once training lands.[/]")
     totals = []
     for name in suite_names():
-        env = ToolEnv(name, difficulty=difficulty)
-        if env.suite.expert is None or env.suite.requires_isolation:
-            env.close()
-            continue
+        suite = make_suite(name, difficulty=difficulty)
+        if suite.expert is None or suite.requires_isolation:
+            continue  # suites that run model-written code need Docker; the demo runs anywhere
+        env = ToolEnv(suite)
         successes = 0
         for offset in range(episodes):
             episode = play_expert(env, seed + offset)

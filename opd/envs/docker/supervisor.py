@@ -156,12 +156,11 @@ def do_write(req):
 
 
 def do_reset(req):
-    # kill(-1) signals every process this user may signal except this one and PID 1;
-    # repeat, because a fork bomb can fork between two passes.
-    for _ in range(50):
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
+    # kill(-1) signals every process this user may signal except this one and PID 1; repeat until none is
+    # left, because a fork bomb can fork between two passes (kill(-1) itself reports success regardless).
+    for _ in range(100):
+        os.kill(-1, signal.SIGKILL)
+        if not _own_processes():
             break
         time.sleep(0.01)
     for top in WRITABLE_DIRS:
@@ -190,14 +189,20 @@ def _make_writable(root):
 
 
 def _own_processes():
+    """Live processes of this user other than this one (zombies are dead; PID 1 reaps them)."""
     me, uid, found = os.getpid(), os.getuid(), []
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != me:
-            try:
-                if os.stat("/proc/" + entry).st_uid == uid:
-                    found.append(int(entry))
-            except OSError:
-                pass
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            if os.stat("/proc/" + entry).st_uid != uid:
+                continue
+            with open("/proc/" + entry + "/stat") as stat:
+                state = stat.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # exited while we looked
+        if state not in ("Z", "X"):
+            found.append(int(entry))
     return found
 
 
