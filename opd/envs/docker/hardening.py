@@ -115,8 +115,8 @@ def container_kwargs(kind: str, image: str, hardening: Hardening, owner: Owner) 
         "memswap_limit": hardening.memory,
         "nano_cpus": int(hardening.cpus * 1e9),
         "ulimits": [
-            {"Name": "nofile", "Soft": hardening.nofile, "Hard": hardening.nofile},
             {"Name": "core", "Soft": 0, "Hard": 0},
+            {"Name": "nofile", "Soft": hardening.nofile, "Hard": hardening.nofile},
         ],
         "environment": {},  # nothing of the host's environment
         "hostname": "sandbox",

@@ -57,6 +57,10 @@ class DockerSandbox:
     def __repr__(self) -> str:
         return f"DockerSandbox({self.name!r}, kind={self.kind!r})"
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> DockerSandbox:
+        # A handle to a container owned by a pool: copies (gymnasium deep-copies make() kwargs) share it.
+        return self
+
     def call(self, tool: Tool, arguments: Mapping[str, Any], context: ToolContext, limits: ExecLimits) -> ExecResult:
         """Run a (trusted, host-side) tool; the commands it sends to the container carry the limits."""
         self._check_open()
