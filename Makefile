@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch; on these machines it lies on local disk. Set TORCH_SPEC to pick another build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast lint bench bench-sandbox docker clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/opd demo
 
-test: $(VENV)/.installed
+# A Docker Engine, `docker compose` and the sandbox images (idempotent; see scripts/ensure-docker.sh).
+# In CI (CI set) a failure stops the run; elsewhere the Docker tests then skip and say why.
+docker: $(VENV)/.installed
+	scripts/ensure-docker.sh $(BIN)/python || [ -z "$$CI" ]
+
+test: $(VENV)/.installed docker
 	$(BIN)/ruff check opd tests benchmarks
 	$(BIN)/python -m pytest
 
@@ -33,6 +38,9 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/env_step.py
+
+bench-sandbox: docker
+	$(BIN)/python benchmarks/sandbox.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -55,5 +55,5 @@ fi
 scripts/build-base-image.sh
 
 # 5. The sandbox images (a no-op when the build cache is warm).
-COMPOSE_BAKE=false docker compose build --quiet
+docker compose build --quiet
 log "engine, compose and sandbox images are ready"

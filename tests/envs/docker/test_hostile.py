@@ -73,8 +73,11 @@ def test_shell_fork_bomb_escaping_its_session(env: ToolEnv) -> None:
     # itself "succeeds"; the pids limit stalls it, and the episode reset (fixture teardown) must still clean up.
     code = "import subprocess\nsubprocess.run(['bash', '-c', 'b() { setsid bash -c \"$(declare -f b); b\" & b & }; b'])"
     step(env, code)
-    observation, _, _ = step(env, "print('next call')")
-    assert "next call" in observation or "restarted" in observation
+    # Within the episode the next call either runs or is refused with an error the model can read.
+    observation, info, _ = step(env, "print('next call')")
+    assert observation.startswith("next call") or (
+        info["error_kind"] == ErrorKind.NONZERO_EXIT and "Resource temporarily unavailable" in observation
+    ), observation
 
 
 def test_memory_bomb(env: ToolEnv) -> None:
@@ -170,9 +173,19 @@ def test_the_shell_tool_contains_the_same_attacks(shell_pool) -> None:
     with shell_pool.borrow() as sandbox:
         env = ToolEnv("files", sandbox=sandbox, difficulty="easy", limits=LIMITS, max_turns=50)
         env.reset(seed=0)
-        for command in [":(){ :|:& };:", "cat /dev/zero", "yes", "curl http://pypi.org || wget pypi.org", "echo x > /etc/x"]:
+        attacks = {
+            ":(){ :|:& };:": (None, ErrorKind.TIMEOUT, ErrorKind.NONZERO_EXIT),  # the shell returns at once; its group dies
+            "cat /dev/zero": (ErrorKind.TIMEOUT,),
+            "yes": (ErrorKind.TIMEOUT,),
+            "curl http://pypi.org || wget pypi.org || exec 3<>/dev/tcp/1.1.1.1/80": (ErrorKind.NONZERO_EXIT,),
+            "echo x > /etc/x": (ErrorKind.NONZERO_EXIT,),
+            "head -c 100000000 /dev/zero > big": (ErrorKind.NONZERO_EXIT,),
+        }
+        for command, kinds in attacks.items():
             _, info, _ = step(env, command, tool="shell", arg="command")
-            assert info["error_kind"] in (ErrorKind.TIMEOUT, ErrorKind.NONZERO_EXIT), command
+            assert info["error_kind"] in kinds, command
+            follow_up, _, _ = step(env, "echo ok", tool="shell", arg="command")
+            assert follow_up.startswith("ok") or "Resource temporarily unavailable" in follow_up, (command, follow_up)
         env.reset(seed=1)
         assert sorted(sandbox.exec(["ls", "logs"], LIMITS).output.split()) == sorted(
             path.removeprefix("logs/") for path in env.task.data["files"]
