@@ -97,11 +97,12 @@ def run_request(
     try:
         sock.settimeout(max(deadline_s, 0.1))
         sock.sendall(b"%d\n" % len(payload) + payload)
-        raw = _read_stdout(sock, time.monotonic() + deadline_s, max_reply_bytes)
+        raw, errors = _read_output(sock, time.monotonic() + deadline_s, max_reply_bytes)
     finally:
         _close(stream, sock)
     if not raw:
-        raise ReplyError("the sandbox process died without a reply (killed: out of memory or out of processes?)")
+        detail = errors.decode("utf-8", errors="replace").strip().splitlines()[-1:] or ["killed: out of memory or processes?"]
+        raise ReplyError(f"the sandbox process died without a reply ({detail[0][:300]})")
     try:
         reply = json.loads(raw)
     except ValueError as exc:
@@ -109,23 +110,25 @@ def run_request(
     return reply
 
 
-def _read_stdout(sock: socket.socket, deadline: float, limit: int) -> bytes:
-    """Collect the exec's stdout frames until EOF, at most ``limit`` bytes and not past ``deadline``."""
-    out = bytearray()
+def _read_output(sock: socket.socket, deadline: float, limit: int) -> tuple[bytes, bytes]:
+    """The exec's (stdout, stderr) until EOF: at most ``limit`` bytes in all, and not past ``deadline``.
+
+    The supervisor replies on stdout; stderr carries only its own crash (a Python traceback).
+    """
+    out, err = bytearray(), bytearray()
     while True:
         header = _recv_exactly(sock, _FRAME_HEADER.size, deadline)
         if header is None:
-            return bytes(out)
+            if err:
+                log.warning("sandbox supervisor stderr: %s", bytes(err[-2000:]))
+            return bytes(out), bytes(err)
         stream_id, size = _FRAME_HEADER.unpack(header)
-        if len(out) + size > limit:
+        if len(out) + len(err) + size > limit:
             raise ReplyError(f"the sandbox reply exceeded {limit} bytes; output was not read")
         body = _recv_exactly(sock, size, deadline)
         if body is None:
             raise ReplyError("the sandbox connection closed mid-reply")
-        if stream_id == 1:  # stdout; stderr (2) carries only interpreter crashes, logged below
-            out += body
-        else:
-            log.debug("sandbox stderr: %s", body[:500])
+        (out if stream_id == 1 else err).extend(body)
 
 
 def _recv_exactly(sock: socket.socket, size: int, deadline: float) -> bytes | None:

@@ -86,6 +86,11 @@ class SandboxPool:
     def sandboxes(self) -> tuple[DockerSandbox, ...]:
         return tuple(self._all)
 
+    @property
+    def available(self) -> int:
+        """How many sandboxes are idle (not lent out) right now."""
+        return self._idle.qsize()
+
     def start(self) -> SandboxPool:
         """Attach to or start ``size`` warm sandboxes (idempotent)."""
         with self._lock:

@@ -55,9 +55,20 @@ def _harden_child():
         pass
 
 
-def _kill_group(pgid):
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+def _kill_group(proc):
+    """SIGKILL the command's group, then wait (up to 2 s) until every member is reaped.
+
+    Zombies still count against pids_limit: returning earlier would let the next command fail to start.
+    We reap the command itself; PID 1 (tini) reaps its orphaned children.
+    """
+    give_up = time.monotonic() + 2.0
+    while time.monotonic() < give_up:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
+        proc.poll()
+        time.sleep(0.005)
 
 
 def _feed(pipe, data):
@@ -92,44 +103,42 @@ def do_exec(req):
         return {"v": PROTOCOL, "exit_code": 127, "timed_out": False, "output": _b64(str(exc).encode()), "dropped": 0}
     if stdin is not None:
         threading.Thread(target=_feed, args=(proc.stdin, stdin.encode("utf-8")), daemon=True).start()
+    kept, dropped, timed_out = _collect(proc, started + timeout_s, max_bytes)
+    return {"v": PROTOCOL, "exit_code": proc.returncode, "timed_out": timed_out, "output": _b64(kept), "dropped": dropped}
+
+
+def _collect(proc, deadline, max_bytes):
+    """Read the command's output until it exits (or the deadline kills its group); keep ``max_bytes``, count the rest."""
     kept, dropped, timed_out = bytearray(), 0, False
-    deadline = started + timeout_s
-    exited_at = None
-    fd = proc.stdout.fileno()
+    exited_at, fd, open_fds = None, proc.stdout.fileno(), [proc.stdout.fileno()]
     while True:
         now = time.monotonic()
         if exited_at is None and proc.poll() is not None:
             exited_at = now
-            _kill_group(proc.pid)  # background children die with their exec
-        if exited_at is not None and now - exited_at > DRAIN_AFTER_EXIT_S:
-            break  # something outside the group still holds the pipe open; stop listening
+            _kill_group(proc)  # background children die with their exec
         if exited_at is None and now >= deadline:
             timed_out = True
-            _kill_group(proc.pid)
+            _kill_group(proc)
             proc.wait()
             exited_at = time.monotonic()
+        if exited_at is not None and (not open_fds or time.monotonic() - exited_at > DRAIN_AFTER_EXIT_S):
+            break  # done; or something outside the group still holds the pipe open: stop listening
+        if not open_fds:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, min(0.05, deadline - now)))
             continue
-        wait = min(deadline - now, 0.05) if exited_at is None else 0.05
-        ready, _, _ = select.select([fd], [], [], max(wait, 0.0))
+        ready, _, _ = select.select(open_fds, [], [], 0.05)
         if not ready:
             continue
         chunk = os.read(fd, 65536)
         if not chunk:
-            if exited_at is None:
-                proc.wait()  # output closed: the command is exiting
-                continue
-            break
+            open_fds = []  # EOF; the command may still run (it closed its stdout), so keep watching the clock
+            continue
         room = max_bytes - len(kept)
         kept += chunk[:room]
         dropped += max(0, len(chunk) - room)
     proc.stdout.close()
-    return {
-        "v": PROTOCOL,
-        "exit_code": proc.returncode,
-        "timed_out": timed_out,
-        "output": _b64(bytes(kept)),
-        "dropped": dropped,
-    }
+    return bytes(kept), dropped, timed_out
 
 
 def do_read(req):

@@ -27,10 +27,10 @@ def env(python_pool):
         env = ToolEnv("python", sandbox=sandbox, difficulty="easy", limits=LIMITS, max_turns=50)
         env.reset(seed=0)
         yield env
-        # The pool and the host keep working, and the next episode starts clean.
-        assert step(env, "print('still alive')")[0].startswith("still alive")
+        # The host and the pool keep working, and the next episode starts clean.
         env.reset(seed=1)
         assert_clean(sandbox)
+        assert step(env, "print('still alive')")[0].startswith("still alive")
 
 
 def step(env: ToolEnv, code: str, tool: str = "run_python", arg: str = "code") -> tuple[str, dict, float]:
@@ -66,6 +66,8 @@ def test_fork_bomb(env: ToolEnv) -> None:
     code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
     observation, info, _ = step(env, code)
     assert info["error_kind"] in (ErrorKind.TIMEOUT, ErrorKind.NONZERO_EXIT)
+    # The bomb stayed in its process group, so the timeout killed all of it: the episode can go on.
+    assert step(env, "print('next call')")[0].startswith("next call")
 
 
 def test_shell_fork_bomb_escaping_its_session(env: ToolEnv) -> None:
@@ -86,7 +88,11 @@ def test_memory_bomb(env: ToolEnv) -> None:
     assert "allocated" not in observation and ("MemoryError" in observation or "out of memory" in observation)
 
 
-@pytest.mark.parametrize("code", ["while True:\n    pass", "import time\ntime.sleep(60)"], ids=["busy_loop", "sleep"])
+@pytest.mark.parametrize(
+    "code",
+    ["while True:\n    pass", "import time\ntime.sleep(60)", "import os, time\nos.close(1)\nos.close(2)\ntime.sleep(60)"],
+    ids=["busy_loop", "sleep", "sleep_with_output_closed"],
+)
 def test_time_limits(env: ToolEnv, code: str) -> None:
     observation, info, elapsed = step(env, code)
     assert info["error_kind"] == ErrorKind.TIMEOUT and "timed out after 3 s" in observation

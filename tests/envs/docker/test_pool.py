@@ -52,7 +52,7 @@ def test_many_envs_borrow_sandboxes_at_once(own_pool) -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as threads:
         results = list(threads.map(episodes, [0, 100]))
     assert all(all(successes) for _, successes in results)
-    assert own_pool._idle.qsize() == 2  # everything was given back
+    assert own_pool.available == 2  # everything was given back
 
 
 def test_a_container_dying_mid_episode_fails_the_episode_and_the_pool_replaces_it(docker_client) -> None:
