@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch; on these machines it lies on local disk. Set TORCH_SPEC to pick another build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast lint bench bench-sandbox docker clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/opd demo
 
-# Test services: a throwaway PostgreSQL server (installed from Debian's packages if missing). If it cannot
-# start, its tests skip on a developer machine and fail in CI (where CI=true), never silently.
-test: $(VENV)/.installed
+# A Docker Engine, `docker compose` and the sandbox images (idempotent; see scripts/ensure-docker.sh).
+# In CI (CI set) a failure stops the run; elsewhere the Docker tests then skip and say why.
+docker: $(VENV)/.installed
+	scripts/ensure-docker.sh $(BIN)/python || [ -z "$$CI" ]
+
+# Test services: the Docker Engine above and a throwaway PostgreSQL server (installed from Debian's packages
+# if missing). If one cannot start, its tests skip on a developer machine and fail in CI (CI=true), never silently.
+test: $(VENV)/.installed docker
 	$(BIN)/ruff check opd tests benchmarks
 	OPD_TEST_POSTGRES_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m pytest
 
@@ -36,6 +41,9 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/env_step.py
 	$(BIN)/python benchmarks/store.py
+
+bench-sandbox: docker
+	$(BIN)/python benchmarks/sandbox.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -17,7 +17,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from opd.envs import ToolEnv, ToolEnvBatch, Turn, expert_action, suite_names
+from opd.envs import ToolEnv, ToolEnvBatch, Turn, expert_action, make_suite, suite_names
 from opd.envs.experts import record_turn
 
 
@@ -50,6 +50,8 @@ def main() -> None:
     for column in ("suite", "envs", "steps/s", "µs/step"):
         table.add_column(column, justify="right")
     for suite in suite_names():
+        if make_suite(suite).requires_isolation:
+            continue  # Docker-backed suites: benchmarks/sandbox.py measures their per-call cost
         for batch_size in (1, 8, 64):
             rate, micros = measure(suite, batch_size, args.steps)
             table.add_row(suite, str(batch_size), f"{rate:,.0f}", f"{micros:,.1f}")

@@ -5,11 +5,25 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).parents[1] / "README.md"
 
 
-def python_blocks(text: str) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+def python_blocks(text: str, *, docker: bool = False) -> list[str]:
+    """The README's Python examples; those that need a Docker Engine only when ``docker``."""
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    return [block for block in blocks if ("opd.envs.docker" in block) == docker]
+
+
+@pytest.mark.docker
+def test_readme_sandbox_example_runs(docker_client) -> None:
+    blocks = python_blocks(README.read_text(encoding="utf-8"), docker=True)
+    assert blocks, "the README lost its sandbox example"
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), namespace)
+    assert namespace["info"]["suite"] == "python" and namespace["sandbox"].isolated
 
 
 def test_readme_suite_example_runs() -> None:

@@ -74,6 +74,14 @@ class Sandbox(Protocol):
         """Run a command in the sandbox's work directory."""
         ...
 
+    def read_file(self, path: str, *, max_bytes: int = 1 << 20) -> bytes:
+        """The first ``max_bytes`` of a file, ``path`` relative to the work directory; ToolError if it cannot be read."""
+        ...
+
+    def write_file(self, path: str, content: str | bytes) -> None:
+        """Create or replace a file (and its parent directories) under the work directory; ToolError if refused."""
+        ...
+
     def reset(self) -> None: ...
 
     def close(self) -> None: ...
@@ -92,16 +100,22 @@ def run_tool_inline(tool: Tool, arguments: Mapping[str, Any], context: ToolConte
     from opd.envs.tools import ToolArgumentError
 
     start = time.perf_counter()
+    exit_code, was_truncated = None, False
     try:
         value = tool(arguments, context)
         status = ToolStatus.OK
-        text = value if isinstance(value, str) else _render_value(value)
+        if isinstance(value, ExecResult):  # a tool that ran a command reports its status (timeout, exit code) as is
+            status, text, exit_code, was_truncated = value.status, value.output, value.exit_code, value.truncated
+        else:
+            text = value if isinstance(value, str) else _render_value(value)
     except ToolArgumentError as exc:
         status, text = ToolStatus.BAD_ARGUMENTS, f"Error: {exc}"
     except ToolError as exc:
         status, text = ToolStatus.TOOL_ERROR, f"Error: {exc}"
     text, truncated = cap_output(text, limits.max_output_chars)
-    return ExecResult(text, status, truncated=truncated, duration_s=time.perf_counter() - start)
+    return ExecResult(
+        text, status, exit_code=exit_code, truncated=truncated or was_truncated, duration_s=time.perf_counter() - start
+    )
 
 
 def _render_value(value: Any) -> str:
@@ -169,6 +183,21 @@ class LocalSandbox:
         if status == ToolStatus.TIMEOUT:
             text += f"\n[timed out after {limits.timeout_s:g} s]"
         return ExecResult(text, status, exit_code=proc.returncode, truncated=truncated, duration_s=time.perf_counter() - start)
+
+    def read_file(self, path: str, *, max_bytes: int = 1 << 20) -> bytes:
+        try:
+            with open(self._workdir / path, "rb") as f:
+                return f.read(max_bytes)
+        except OSError as exc:
+            raise ToolError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+
+    def write_file(self, path: str, content: str | bytes) -> None:
+        target = self._workdir / path
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+        except OSError as exc:
+            raise ToolError(f"cannot write {path!r}: {exc.strerror or exc}") from None
 
     def reset(self) -> None:
         """Empty the work directory."""

@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from opd.envs.sandbox import Sandbox
 from opd.envs.tool_calls import FinalAnswer, ToolCalls
 from opd.envs.tools import Tool, ToolContext
 from opd.errors import ConfigError
@@ -82,6 +83,7 @@ class ToolSuite:
     verify: Verifier  # (task, final answer, context) -> Verdict
     system_prompt: str = "You are a helpful assistant that solves tasks by calling tools."
     init_state: Callable[[Task], dict[str, Any]] = lambda task: {}  # per-episode mutable state for the tools
+    setup: Callable[[Task, Sandbox], None] | None = None  # prepares the freshly reset sandbox (e.g. writes the task's files)
     expert: Expert | None = None
     max_turns: int = 8  # default turn limit of an episode; the env may override it
     requires_isolation: bool = False  # True for suites whose tools run model-written code

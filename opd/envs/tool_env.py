@@ -131,7 +131,9 @@ class ToolEnv(gym.Env[str, str]):
         task = (options or {}).get("task") or self.suite.tasks.sample(self.np_random)
         self.sandbox.reset()
         self._task = task
-        self._context = ToolContext(task=task, state=self.suite.init_state(task), sandbox=self.sandbox)
+        self._context = ToolContext(task=task, state=self.suite.init_state(task), sandbox=self.sandbox, limits=self.limits)
+        if self.suite.setup is not None:
+            self.suite.setup(task, self.sandbox)
         self._turn = 0
         self._done = False
         self._errors = collections.Counter()

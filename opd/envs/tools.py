@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 from transformers.utils.chat_template_utils import get_json_schema
 
+from opd.envs.sandbox import ExecLimits
 from opd.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -38,12 +39,15 @@ class ToolContext:
     """What a tool may see besides its arguments.
 
     ``state`` is a fresh mutable dict per episode, created by the suite's
-    ``init_state`` hook: the place for a stateful suite's records.
+    ``init_state`` hook: the place for a stateful suite's records. ``limits``
+    are the env's per-call limits, for tools that run commands with
+    ``sandbox.exec(argv, ctx.limits)``.
     """
 
     task: Task
     state: dict[str, Any]
     sandbox: Sandbox
+    limits: ExecLimits = ExecLimits()
 
 
 class ToolArgumentError(Exception):

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from opd.envs import ExecLimits, LocalSandbox, Task, ToolContext, ToolStatus, tool
+from opd.envs import ExecLimits, ExecResult, LocalSandbox, Task, ToolContext, ToolStatus, tool
 from opd.errors import ToolError
 
 FAST = ExecLimits(timeout_s=1.0, max_output_chars=100)
@@ -98,3 +98,31 @@ def test_close_removes_the_workdir() -> None:
     box.call(slow, {"seconds": 0.0}, context(box), FAST)
     box.close()
     assert not workdir.exists()
+
+
+def test_files_round_trip_and_errors(sandbox: LocalSandbox) -> None:
+    sandbox.write_file("sub/dir/note.txt", "héllo")
+    assert sandbox.read_file("sub/dir/note.txt") == "héllo".encode()
+    assert sandbox.read_file("sub/dir/note.txt", max_bytes=2) == b"h\xc3"
+    with pytest.raises(ToolError, match="cannot read 'missing.txt'"):
+        sandbox.read_file("missing.txt")
+    with pytest.raises(ToolError, match="cannot write"):
+        sandbox.write_file("sub", "a directory is in the way")
+
+
+def test_a_tool_that_ran_a_command_keeps_its_status(sandbox: LocalSandbox) -> None:
+    @tool
+    def run(code: str, ctx: ToolContext) -> ExecResult:
+        """Run Python.
+
+        Args:
+            code: Source.
+        """
+        return ctx.sandbox.exec([sys.executable, "-c", code], ctx.limits)
+
+    ctx = ToolContext(task=Task("t", "p"), state={}, sandbox=sandbox, limits=ExecLimits(timeout_s=0.5))
+    assert sandbox.call(run, {"code": "print(7)"}, ctx, FAST).output == "7\n"
+    failed = sandbox.call(run, {"code": "import sys; sys.exit(4)"}, ctx, FAST)
+    assert failed.status == ToolStatus.NONZERO_EXIT and failed.exit_code == 4
+    slow = sandbox.call(run, {"code": "import time; time.sleep(5)"}, ctx, FAST)
+    assert slow.status == ToolStatus.TIMEOUT

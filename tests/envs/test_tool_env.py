@@ -8,6 +8,9 @@ from opd.envs import ErrorKind, LocalSandbox, Task, ToolEnv, ToolSuite, Verdict,
 from opd.errors import EpisodeStateError, IsolationRequiredError
 
 OPD_ENV_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith("opd/"))
+ISOLATED = {gym_id(name): name for name in suite_names() if make_suite(name).requires_isolation}
+# Suites that run model-written code are checked on a Docker sandbox, so those params need an engine.
+CHECKED_ENV_IDS = [pytest.param(env_id, marks=pytest.mark.docker) if env_id in ISOLATED else env_id for env_id in OPD_ENV_IDS]
 
 
 def test_every_suite_is_a_gymnasium_id() -> None:
@@ -15,11 +18,24 @@ def test_every_suite_is_a_gymnasium_id() -> None:
     assert len(OPD_ENV_IDS) >= 2
 
 
-@pytest.mark.parametrize("env_id", OPD_ENV_IDS)
-def test_check_env(env_id: str) -> None:
+@pytest.mark.parametrize("env_id", CHECKED_ENV_IDS)
+def test_check_env(env_id: str, request: pytest.FixtureRequest) -> None:
+    if env_id in ISOLATED:
+        with request.getfixturevalue("pool_for")(ISOLATED[env_id]).borrow() as sandbox:
+            env = gym.make(env_id, sandbox=sandbox)
+            check_env(env.unwrapped, skip_render_check=True)
+            env.close()
+        return
     env = gym.make(env_id)
     check_env(env.unwrapped, skip_render_check=True)
     env.close()
+
+
+def test_isolated_suites_refuse_to_run_without_a_sandbox() -> None:
+    assert {"opd/Python-v0", "opd/Files-v0"} <= set(ISOLATED)
+    for env_id in ISOLATED:
+        with pytest.raises(IsolationRequiredError, match="isolating sandbox"):
+            gym.make(env_id)
 
 
 def test_same_seed_same_tasks(suite_name: str) -> None:

@@ -1,5 +1,9 @@
-"""Built-in tool suites; importing this package registers them."""
+"""Built-in tool suites; importing this package registers them.
 
-from opd.envs.suites import calculator, inventory
+``python`` and ``files`` run model-written code and require an isolating
+sandbox (``opd.envs.docker``); the others run on the local backend.
+"""
 
-__all__ = ["calculator", "inventory"]
+from opd.envs.suites import calculator, files, inventory, python
+
+__all__ = ["calculator", "files", "inventory", "python"]
