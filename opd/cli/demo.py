@@ -36,7 +36,7 @@ def demo(
     for column in ("policy", "success", "teacher-labelled tokens", "wall time"):
         table.add_column(column, justify="left" if column == "policy" else "right")
     table.add_row("teacher (2 layers, d=128)", result.teacher.describe(), "-", f"{result.wall_seconds['teacher (build or load)']:.0f} s")
-    table.add_row("student before (1 layer, d=32)", result.student_start.describe(), "0", "-")
+    table.add_row("student start (2 layers, d=32)", result.student_start.describe(), "0", "-")
     for arm, label in (("sft", "student after off-policy SFT"), ("opd", "student after OPD (reverse KL)")):
         outcome = result.arms[arm]
         table.add_row(label, outcome.final_eval.describe(), f"{outcome.labelled_tokens:,}", f"{result.wall_seconds[arm]:.0f} s")

@@ -6,8 +6,9 @@ Everything is built here, from nothing but the built-in ``calculator`` suite:
 2. a teacher (2 layers, d=128) trained by SFT on the scripted expert's
    demonstrations, which write commutative operands in either order (50/50),
    so the teacher's own behaviour is multimodal; cached on disk afterwards;
-3. a capacity-limited student (1 layer, d=32) warmed up by SFT on teacher
-   demonstrations, then, from that same start, at an equal budget of
+3. a capacity-limited student (2 layers, d=32: a tenth of the teacher's
+   parameters) warmed up by SFT on teacher-generated episodes to about half the
+   teacher's success, then, from that same start, at an equal budget of
    teacher-labelled tokens:
    (a) SFT on teacher-generated episodes (off-policy), and
    (b) OPD: token-level reverse KL to the white-box teacher on the student's own
@@ -36,7 +37,7 @@ from opd.agents.policy import CausalLMPolicy, SamplingConfig
 from opd.agents.rollout import collect_episodes, expert_demonstration
 from opd.agents.tiny import build_tiny_model, build_word_tokenizer
 from opd.distill.config import TrainConfig
-from opd.distill.evaluate import EvalResult, evaluate
+from opd.distill.evaluate import EVAL_SEED_OFFSET, EvalResult, evaluate
 from opd.distill.losses import LossConfig
 from opd.distill.sft import sft
 from opd.distill.train import TrainResult, train
@@ -51,12 +52,17 @@ Report = Callable[[str], None]
 class DemoConfig:
     workdir: str = "runs/demo"  # models, checkpoints, metrics and the plot
     store: str = "runs/opd.db"  # where every episode goes
-    suite_options: dict[str, Any] = dataclasses.field(default_factory=lambda: {"difficulty": "easy", "prompt_style": "terse"})
-    seed: int = 0
+    # Two dependent calls, numbers in [0, 99]: every number is one token of a small vocabulary.
+    suite_options: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {"difficulty": "easy", "prompt_style": "terse", "max_value": 99}
+    )
+    seed: int = 0  # seeds the models (teacher, student start); cached per recipe
+    train_seed: int = 0  # seeds the two arms' rollouts and updates, so repeats share the models
     demonstrations: int = 2000  # scripted-expert episodes the teacher learns from
-    teacher_steps: int = 600  # at most; stops early once the teacher reaches teacher_target
+    teacher_steps: int = 800  # at most; stops early once the teacher reaches teacher_target
     teacher_target: float = 0.95
-    warmup_steps: int = 60  # SFT steps that bring the student to its shared starting point
+    warmup_steps: int = 1000  # at most; SFT on teacher episodes stops once the student reaches warmup_target
+    warmup_target: float = 0.5  # the shared starting point: a student that half works
     budget_tokens: int = 40_000  # teacher-labelled tokens each arm may consume
     episodes_per_update: int = 32
     opd_learning_rate: float = 1e-3
@@ -122,8 +128,8 @@ def _arm_config(config: DemoConfig, arm: str, loss: LossConfig, offpolicy: float
         suite_options=dict(config.suite_options),
         run_name=f"demo: {arm}",
         store=config.store,
-        output_dir=str(Path(config.workdir) / arm),
-        seed=config.seed,
+        output_dir=str(Path(config.workdir) / f"{arm}-seed{config.train_seed}"),
+        seed=config.train_seed,
         updates=10_000,  # the token budget ends the arm
         max_labelled_tokens=config.budget_tokens,
         episodes_per_update=config.episodes_per_update,
@@ -142,34 +148,42 @@ def _arm_config(config: DemoConfig, arm: str, loss: LossConfig, offpolicy: float
 def _build_models(config: DemoConfig, models: Path, report: Report) -> None:
     env = ToolEnv("calculator", **config.suite_options)
     texts = [t for seed in range(300) for e in [play_expert(env, seed)] for t in (*e.actions, *e.observations)]
-    # Easy tasks (2 operations on 1..12) never leave [-143, 1728]: one token per number in that range keeps the vocabulary small.
-    tokenizer = build_word_tokenizer(texts, models / "tokenizer", numbers=range(-150, 1730))
+    tokenizer = build_word_tokenizer(texts, models / "tokenizer", numbers=range(0, config.suite_options.get("max_value", 99) + 1))
     build_tiny_model(tokenizer, models / "teacher", layers=2, hidden=128, heads=4, seed=config.seed)
     teacher = CausalLMPolicy.from_pretrained(str(models / "teacher"))
     demonstrations = [expert_demonstration(teacher.chat, env, seed, run_id="demo-demonstrations") for seed in range(config.demonstrations)]
 
-    def good_enough(step: int) -> bool:
-        if step % 100:
-            return False
-        result, _ = evaluate(teacher, "calculator", suite_options=config.suite_options, episodes=50)
-        report(f"  teacher after {step} SFT steps: {result.describe()}")
-        return result.success_rate >= config.teacher_target
-
-    sft(teacher, demonstrations, steps=config.teacher_steps, learning_rate=3e-3, seed=config.seed, stop=good_enough)
+    sft(teacher, demonstrations, steps=config.teacher_steps, learning_rate=3e-3, seed=config.seed,
+        stop=_reached(teacher, config, config.teacher_target, every=100, name="teacher", report=report))  # fmt: skip
     teacher.model.save_pretrained(models / "teacher")
-    build_tiny_model(tokenizer, models / "student-start", layers=1, hidden=32, heads=2, seed=config.seed + 1)
+    build_tiny_model(tokenizer, models / "student-start", layers=2, hidden=32, heads=2, seed=config.seed + 1)
     student = CausalLMPolicy.from_pretrained(str(models / "student-start"))
-    envs = [ToolEnv("calculator", **config.suite_options) for _ in range(256)]
+    envs = [ToolEnv("calculator", **config.suite_options) for _ in range(512)]
     teacher_episodes = collect_episodes(
-        teacher, envs, list(range(500_000, 500_256)), run_id="demo-warmup", sampling=SamplingConfig(max_new_tokens=32),
+        teacher, envs, list(range(500_000, 500_512)), run_id="demo-warmup", sampling=SamplingConfig(max_new_tokens=32),
         generator=torch.Generator().manual_seed(config.seed),
     )  # fmt: skip
-    sft(student, teacher_episodes, steps=config.warmup_steps, learning_rate=3e-3, seed=config.seed)
+    sft(student, teacher_episodes, steps=config.warmup_steps, learning_rate=3e-3, seed=config.seed,
+        stop=_reached(student, config, config.warmup_target, every=50, name="student warm-up", report=report))  # fmt: skip
     student.model.save_pretrained(models / "student-start")
 
 
+def _reached(policy: CausalLMPolicy, config: DemoConfig, target: float, *, every: int, name: str, report: Report) -> Callable[[int], bool]:
+    """A stop rule for ``sft``: evaluate every ``every`` steps on 50 held-out tasks; stop at ``target`` success."""
+
+    def stop(step: int) -> bool:
+        if step % every:
+            return False
+        result, _ = evaluate(policy, "calculator", suite_options=config.suite_options, episodes=50, seed_offset=EVAL_SEED_OFFSET // 2)
+        report(f"  {name} after {step} SFT steps: {result.describe()}")
+        return result.success_rate >= target
+
+    return stop
+
+
 def _recipe_hash(config: DemoConfig) -> str:
-    recipe = {k: getattr(config, k) for k in ("suite_options", "seed", "demonstrations", "teacher_steps", "teacher_target", "warmup_steps")}
+    fields = ("suite_options", "seed", "demonstrations", "teacher_steps", "teacher_target", "warmup_steps", "warmup_target")
+    recipe = {k: getattr(config, k) for k in fields}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -193,14 +207,14 @@ def _plot(path: Path, arms: dict[str, TrainResult], teacher: EvalResult, start: 
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for name, label in (("sft", "off-policy SFT on teacher episodes"), ("opd", "OPD: token-level reverse KL")):
-        curve = [(0, start.success_rate), *[(tokens, success) for _, tokens, success in arms[name].curve]]
+        curve = [(0, start.success_rate), *[(tokens, success) for _, tokens, _, success in arms[name].curve]]
         axes.plot([c[0] for c in curve], [c[1] for c in curve], marker="o", label=label)
     axes.axhline(teacher.success_rate, linestyle="--", color="grey", label="teacher")
     axes.set_xlabel("teacher-labelled tokens")
     axes.set_ylabel("greedy success on held-out tasks")
     axes.set_ylim(0, 1.02)
     axes.legend(loc="lower right")
-    axes.set_title("calculator: student (1 layer, d=32) distilled from teacher (2 layers, d=128)")
+    axes.set_title("calculator: student (2 layers, d=32) distilled from teacher (2 layers, d=128)")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)

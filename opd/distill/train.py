@@ -52,7 +52,7 @@ class TrainResult:
     skipped_updates: int
     final_eval: EvalResult
     checkpoint: Path
-    curve: tuple[tuple[int, int, float], ...]  # (update, labelled tokens, eval success rate) at every evaluation
+    curve: tuple[tuple[int, int, float, float], ...]  # (update, labelled tokens, wall seconds, eval success) at every evaluation
 
 
 def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None = None) -> TrainResult:
@@ -67,7 +67,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None
     optimizer = torch.optim.AdamW(student.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     state = load_checkpoint(previous, optimizer) if previous else TrainerState(0, 0, 0, Run().id, 0.0)
     metrics = MetricsWriter(output, tensorboard=config.tensorboard)
-    curve: list[tuple[int, int, float]] = []
+    curve: list[tuple[int, int, float, float]] = []
     last_eval: tuple[int, EvalResult] | None = None
     with TrajectoryStore(config.store) as store:
         store.add_run(Run(id=state.run_id, name=config.run_name, config=config_to_dict(config), code_version=__version__))
@@ -105,7 +105,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None
                     student, config.suite, suite_options=config.suite_options, episodes=config.eval_episodes, max_turns=config.max_turns
                 )
                 values.update({"eval/success": result.success_rate, "eval/ci_low": result.ci_low, "eval/ci_high": result.ci_high})
-                curve.append((update + 1, state.labelled_tokens, result.success_rate))
+                curve.append((update + 1, state.labelled_tokens, state.wall_seconds, result.success_rate))
                 last_eval = (update + 1, result)
             metrics.write(update + 1, values)
             if progress is not None:

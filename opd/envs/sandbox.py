@@ -113,9 +113,7 @@ def run_tool_inline(tool: Tool, arguments: Mapping[str, Any], context: ToolConte
     except ToolError as exc:
         status, text = ToolStatus.TOOL_ERROR, f"Error: {exc}"
     text, truncated = cap_output(text, limits.max_output_chars)
-    return ExecResult(
-        text, status, exit_code=exit_code, truncated=truncated or was_truncated, duration_s=time.perf_counter() - start
-    )
+    return ExecResult(text, status, exit_code=exit_code, truncated=truncated or was_truncated, duration_s=time.perf_counter() - start)
 
 
 def _render_value(value: Any) -> str:

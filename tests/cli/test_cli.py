@@ -11,12 +11,12 @@ from opd.cli.app import app
 runner = CliRunner()
 
 
-def test_demo_plays_every_builtin_suite() -> None:
-    result = runner.invoke(app, ["demo", "--episodes", "2", "--difficulty", "easy"])
-    assert result.exit_code == 0, result.output
-    assert "calculator: expert solved 2/2 tasks" in result.output
-    assert "inventory: expert solved 2/2 tasks" in result.output
-    assert "<tool_call>" in result.output  # model text is printed, not swallowed as markup
+def test_suites_play_runs_the_scripted_expert() -> None:
+    for suite in ("calculator", "inventory"):
+        result = runner.invoke(app, ["suites", "play", suite, "--episodes", "2", "--difficulty", "easy"])
+        assert result.exit_code == 0, result.output
+        assert f"{suite}: expert solved 2/2 tasks" in result.output
+        assert "<tool_call>" in result.output  # model text is printed, not swallowed as markup
 
 
 def test_suites_list_and_show() -> None:
@@ -34,7 +34,7 @@ def test_a_typo_gets_a_suggestion_and_a_nonzero_exit() -> None:
 def test_the_installed_console_script_runs() -> None:
     script = Path(sys.executable).parent / "opd"
     assert script.exists(), "opd is not installed in this environment; run `make test`"
-    result = subprocess.run([str(script), "demo", "--episodes", "1"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([str(script), "suites", "play", "inventory", "--episodes", "1"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "expert solved 1/1 tasks" in result.stdout
     module = subprocess.run([sys.executable, "-m", "opd", "version"], capture_output=True, text=True, timeout=60)

@@ -104,9 +104,10 @@ def test_unknown_episode(store_path: Path) -> None:
     assert result.exit_code == 2 and "No episode '0000'" in result.output
 
 
-def test_demo_writes_its_episodes_to_the_store(tmp_path: Path) -> None:
-    path = tmp_path / "demo.db"
-    invoke("demo", "--episodes", "2", "--store", str(path))
+def test_played_expert_episodes_go_to_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "played.db"
+    invoke("suites", "play", "calculator", "--episodes", "2", "--store", str(path))
+    invoke("suites", "play", "inventory", "--episodes", "2", "--store", str(path))
     with TrajectoryStore(path) as store:
         assert store.count_episodes() == 4
         assert all(e.success for b in store.iter_episodes() for e in b)

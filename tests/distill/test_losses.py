@@ -21,9 +21,15 @@ def episodes(n: int = 3, vocab: int = 50, k: int = 8, seed: int = 0):
     for i in range(n):
         e = make_episode(rng, Run(id="r"), steps=1 + i, policy_tokens=3 + i, k=k)
         steps = tuple(dataclasses.replace(s, token_ids=(s.token_ids % vocab).astype(np.int32)) for s in e.steps)
-        anns = tuple(dataclasses.replace(a, token_ids=rng.permuted(np.tile(np.arange(vocab), (len(a.token_ids), 1)), axis=1)[:, :k].astype(np.int32)) for a in e.annotations.token_logprobs)
-        made.append(dataclasses.replace(e, steps=steps, reward=float(i % 2), annotations=dataclasses.replace(e.annotations, token_logprobs=anns)))
+        anns = tuple(dataclasses.replace(a, token_ids=distinct_ids(rng, len(a.token_ids), vocab, k)) for a in e.annotations.token_logprobs)
+        annotations = dataclasses.replace(e.annotations, token_logprobs=anns)
+        made.append(dataclasses.replace(e, steps=steps, reward=float(i % 2), annotations=annotations))
     return made
+
+
+def distinct_ids(rng: np.random.Generator, rows: int, vocab: int, k: int) -> np.ndarray:
+    """(rows, k) token ids, distinct within a row, as a teacher's top k are."""
+    return rng.permuted(np.tile(np.arange(vocab), (rows, 1)), axis=1)[:, :k].astype(np.int32)
 
 
 def logits_for(batch, vocab: int = 50, seed: int = 0) -> torch.Tensor:

@@ -38,7 +38,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def config(models: tuple[Path, Path], tmp_path: Path, **overrides) -> TrainConfig:
     student, teacher = models
     settings = dict(
-        student=str(student), teacher=str(teacher), suite_options=OPTIONS, store=str(tmp_path / "store.db"), output_dir=str(tmp_path / "out"),
+        student=str(student), teacher=str(teacher), suite_options=OPTIONS,
+        store=str(tmp_path / "store.db"), output_dir=str(tmp_path / "out"),
         updates=4, episodes_per_update=4, eval_every=2, eval_episodes=4, checkpoint_every=2, teacher_k=8,
         sampling=SamplingConfig(max_new_tokens=12), tensorboard=False, max_turns=3,
     )  # fmt: skip
@@ -119,3 +120,31 @@ def test_wilson_interval() -> None:
     assert low == 0.0 and 0.1 < high < 0.2
     low, high = wilson_interval(50, 100)
     assert low == pytest.approx(0.404, abs=1e-3) and high == pytest.approx(0.596, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_opd_train_and_eval_commands(models, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from opd.cli.app import app
+
+    student, teacher = models
+    path = tmp_path / "run.toml"
+    path.write_text(
+        f'student = "{student}"\nteacher = "{teacher}"\nsuite = "calculator"\nstore = "{tmp_path / "s.db"}"\n'
+        f'output_dir = "{tmp_path / "out"}"\nupdates = 2\nepisodes_per_update = 2\neval_episodes = 2\nteacher_k = 4\n'
+        f'tensorboard = true\nmax_turns = 2\n[suite_options]\ndifficulty = "easy"\n[sampling]\nmax_new_tokens = 8\n'
+        f'[loss]\nkind = "step"\ndivergence = "jsd"\ndivergence_params = {{beta = 0.5}}\n'
+    )
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", str(path)], env={"COLUMNS": "200"})
+    assert trained.exit_code == 0, trained.output
+    assert "done: 2 updates" in trained.output and "held-out success" in trained.output
+    assert any((tmp_path / "out" / "tensorboard").iterdir())
+    checkpoint = tmp_path / "out" / "checkpoints" / "update-0000002" / "model"
+    evaluated = runner.invoke(app, ["eval", str(checkpoint), "--suite", "calculator", "-o", "difficulty=easy", "--episodes", "3", "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["episodes"] == 3
+    path.write_text(path.read_text().replace("updates = 2", "updatez = 2"))
+    typo = runner.invoke(app, ["train", str(path)])
+    assert typo.exit_code == 2 and "Did you mean 'updates'" in typo.output

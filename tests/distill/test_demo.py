@@ -1,0 +1,32 @@
+"""`opd demo --quick` end to end, as CI runs it: models built from nothing, both arms trained, everything stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from opd.cli.app import app
+from opd.trajectories import EpisodeFilter, TrajectoryStore
+
+
+@pytest.mark.slow
+def test_demo_quick(tmp_path: Path) -> None:
+    store = tmp_path / "opd.db"
+    result = CliRunner().invoke(app, ["demo", "--quick", "--workdir", str(tmp_path / "demo"), "--store", str(store)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for row in ("teacher (2 layers, d=128)", "student start", "student after off-policy SFT", "student after OPD"):
+        assert row in result.output
+    assert (tmp_path / "demo" / "success_vs_tokens.png").stat().st_size > 10_000
+    with TrajectoryStore(store) as trajectories:
+        runs = {run.name: run for run in trajectories.runs()}
+        assert {"demo: sft", "demo: opd"} <= set(runs)
+        opd = EpisodeFilter(run_id=runs["demo: opd"].id, has_annotation="token_logprobs")
+        assert trajectories.count_episodes(opd) == trajectories.count_episodes(EpisodeFilter(run_id=runs["demo: opd"].id)) > 0
+        episode_id = trajectories.list_episodes(opd, limit=1)[0].id
+    shown = CliRunner().invoke(app, ["episodes", "show", episode_id, "--store", str(store)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "reverse-KL estimate" in shown.output
+    # A second run reuses the cached teacher and student start instead of training them again.
+    again = CliRunner().invoke(app, ["demo", "--quick", "--workdir", str(tmp_path / "demo"), "--store", str(store)])
+    assert again.exit_code == 0 and "training the teacher" not in again.output
