@@ -63,7 +63,7 @@ class DemoConfig:
     teacher_target: float = 0.95
     warmup_steps: int = 1000  # at most; SFT on teacher episodes stops once the student reaches warmup_target
     warmup_target: float = 0.5  # the shared starting point: a student that half works
-    budget_tokens: int = 40_000  # teacher-labelled tokens each arm may consume
+    budget_tokens: int = 100_000  # teacher-labelled tokens each arm may consume
     episodes_per_update: int = 32
     opd_learning_rate: float = 1e-3
     sft_learning_rate: float = 1e-3
@@ -73,8 +73,8 @@ class DemoConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> DemoConfig:
-        """A few minutes less: a smaller budget and evaluation, for CI and a first look."""
-        settings = {"demonstrations": 600, "budget_tokens": 12_000, "eval_episodes": 50, "eval_every": 4, **overrides}
+        """A fifth of the token budget and half the evaluation, for CI; the models are the same (and shared via the cache)."""
+        settings = {"budget_tokens": 20_000, "eval_episodes": 50, "eval_every": 4, **overrides}
         return cls(**settings)
 
 

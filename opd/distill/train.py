@@ -26,6 +26,7 @@ import torch
 
 from opd import __version__
 from opd.agents.policy import CausalLMPolicy
+from opd.agents.preflight import preflight
 from opd.agents.rollout import collect_episodes
 from opd.agents.teacher import WhiteBoxTeacher
 from opd.distill.batch import make_batch
@@ -64,6 +65,8 @@ def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None
     student.name = config.student
     teacher = WhiteBoxTeacher.from_pretrained(config.teacher, k=config.teacher_k, device=config.device) if config.teacher else None
     teacher_policy = CausalLMPolicy(teacher.model, teacher.tokenizer, name=teacher.name) if teacher else None
+    if teacher is not None:
+        _preflight(student, teacher, config)
     optimizer = torch.optim.AdamW(student.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     state = load_checkpoint(previous, optimizer) if previous else TrainerState(0, 0, 0, Run().id, 0.0)
     metrics = MetricsWriter(output, tensorboard=config.tensorboard)
@@ -78,14 +81,15 @@ def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None
             rng = np.random.default_rng([config.seed, update])
             offpolicy = teacher_policy is not None and rng.random() < config.offpolicy_fraction
             episodes = _rollout(teacher_policy if offpolicy else student, config, update, state.run_id)
-            if teacher is not None:
+            if teacher is not None and config.loss.needs_teacher:  # SFT on teacher episodes needs no annotation
                 episodes = [
                     dataclasses.replace(e, annotations=a, teacher_models=(teacher.name,))
                     for e, a in zip(episodes, teacher.annotate(episodes), strict=True)
                 ]
             store.write_episodes(episodes)
             values = _update(student, optimizer, episodes, config, teacher.name if teacher else None)
-            labelled = sum(int(e.policy_mask.sum()) for e in episodes) if teacher else 0
+            # Teacher-labelled tokens: student tokens the teacher scored, or tokens the teacher wrote itself.
+            labelled = sum(int(e.policy_mask.sum()) for e in episodes) if (teacher and config.loss.needs_teacher) or offpolicy else 0
             state = TrainerState(
                 update + 1,
                 state.labelled_tokens + labelled,
@@ -121,6 +125,16 @@ def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None
         )
     last = latest_checkpoint(checkpoints) or save_checkpoint(checkpoints, student.model, student.tokenizer, optimizer, state)
     return TrainResult(state.run_id, state.update, state.labelled_tokens, state.skipped_updates, final, last, tuple(curve))
+
+
+def _preflight(student: CausalLMPolicy, teacher: WhiteBoxTeacher, config: TrainConfig) -> None:
+    """Warn before training if the teacher would score tokens the student does not mean."""
+    env = ToolEnv(config.suite, max_turns=config.max_turns, **config.suite_options)
+    texts = [env.reset(seed=seed)[0] for seed in range(8)]
+    env.close()
+    report = preflight(student.tokenizer, teacher.tokenizer, teacher_model=teacher.model, texts=texts)
+    if not report.ok:
+        logger.warning("Preflight: %s", report.describe())
 
 
 def _rollout(policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: str) -> list[Episode]:
