@@ -14,7 +14,8 @@ from opd.trajectories import EpisodeFilter, TrajectoryStore
 @pytest.mark.slow
 def test_demo_quick(tmp_path: Path) -> None:
     store = tmp_path / "opd.db"
-    result = CliRunner().invoke(app, ["demo", "--quick", "--workdir", str(tmp_path / "demo"), "--store", str(store)], env={"COLUMNS": "200"})
+    arguments = ["demo", "--quick", "--workdir", str(tmp_path / "demo"), "--store", str(store)]
+    result = CliRunner().invoke(app, arguments, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for row in ("teacher (2 layers, d=128)", "student start", "student after off-policy SFT", "student after OPD"):
         assert row in result.output
@@ -28,5 +29,5 @@ def test_demo_quick(tmp_path: Path) -> None:
     shown = CliRunner().invoke(app, ["episodes", "show", episode_id, "--store", str(store)], env={"COLUMNS": "200"})
     assert shown.exit_code == 0 and "reverse-KL estimate" in shown.output
     # A second run reuses the cached teacher and student start instead of training them again.
-    again = CliRunner().invoke(app, ["demo", "--quick", "--workdir", str(tmp_path / "demo"), "--store", str(store)])
+    again = CliRunner().invoke(app, arguments)
     assert again.exit_code == 0 and "training the teacher" not in again.output
