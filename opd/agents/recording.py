@@ -19,7 +19,7 @@ from opd.envs import ToolEnv
 from opd.envs.experts import ExpertEpisode, play_expert
 from opd.trajectories import Episode, Step
 
-__all__ = ["env_options", "expert_episode", "step_record", "writer_info"]
+__all__ = ["env_options", "episode_from_expert", "expert_episode", "sandbox_info", "step_record", "writer_info"]
 
 
 def env_options(env: ToolEnv, suite_options: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,6 +81,20 @@ def expert_episode(env: ToolEnv, seed: int, *, run_id: str, suite_options: Mappi
         )
         for i, action in enumerate(played.actions)
     )
+    return episode_from_expert(env, played, steps, seed=seed, run_id=run_id, suite_options=suite_options or {})
+
+
+def episode_from_expert(
+    env: ToolEnv,
+    played: ExpertEpisode,
+    steps: tuple[Step, ...],
+    *,
+    seed: int,
+    run_id: str,
+    suite_options: Mapping[str, Any],
+    tokenizer: str = "",
+) -> Episode:
+    """The Episode record of a scripted-expert episode, given its recorded steps (with or without tokens)."""
     return Episode(
         run_id=run_id,
         suite=env.suite.name,
@@ -90,9 +104,15 @@ def expert_episode(env: ToolEnv, seed: int, *, run_id: str, suite_options: Mappi
         reward=played.reward,
         success=played.success,
         termination=played.step_infos[-1].get("termination", "max_turns"),
-        env_options=env_options(env, suite_options or {}),
+        env_options=env_options(env, suite_options),
         initial_messages=tuple(played.reset_info["messages"]),
         policy_model=f"expert:{env.suite.name}",
-        sandbox={"backend": type(env.sandbox).__name__, "isolated": env.sandbox.isolated},
+        tokenizer=tokenizer,
+        sandbox=sandbox_info(env),
         writer=writer_info(),
     )
+
+
+def sandbox_info(env: ToolEnv) -> dict[str, Any]:
+    """The sandbox settings an episode ran under, as the store keeps them."""
+    return {"backend": type(env.sandbox).__name__, "isolated": env.sandbox.isolated}

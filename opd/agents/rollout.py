@@ -17,7 +17,7 @@ import torch
 
 from opd.agents.chat_tokens import ChatTokens
 from opd.agents.policy import CausalLMPolicy, SamplingConfig
-from opd.agents.recording import env_options, step_record, writer_info
+from opd.agents.recording import env_options, episode_from_expert, sandbox_info, step_record, writer_info
 from opd.envs import ToolEnv, ToolEnvBatch, play_expert
 from opd.trajectories import Episode, Step
 
@@ -105,7 +105,7 @@ def _episode(policy: CausalLMPolicy, env: ToolEnv, state: _Running, run_id: str,
         policy_model=policy.name,
         tokenizer=str(policy.tokenizer.name_or_path),
         chat_template_hash=policy.chat_template_hash,
-        sandbox={"backend": type(env.sandbox).__name__, "isolated": env.sandbox.isolated},
+        sandbox=sandbox_info(env),
         writer=writer_info(),
     )
 
@@ -136,19 +136,6 @@ def expert_demonstration(
         )  # fmt: skip
         if not last:
             pending = chat.observation_ids(generated, info["messages"], tools)
-    return Episode(
-        run_id=run_id,
-        suite=env.suite.name,
-        task_id=played.task_id,
-        seed=seed,
-        steps=tuple(steps),
-        reward=played.reward,
-        success=played.success,
-        termination=played.step_infos[-1].get("termination", "max_turns"),
-        env_options=env_options(env, suite_options or {}),
-        initial_messages=tuple(played.reset_info["messages"]),
-        policy_model=f"expert:{env.suite.name}",
-        tokenizer=str(chat.tokenizer.name_or_path),
-        sandbox={"backend": type(env.sandbox).__name__, "isolated": env.sandbox.isolated},
-        writer=writer_info(),
+    return episode_from_expert(
+        env, played, tuple(steps), seed=seed, run_id=run_id, suite_options=suite_options or {}, tokenizer=str(chat.tokenizer.name_or_path)
     )
