@@ -9,6 +9,7 @@ episode as they happen and stored as they are: token-in, token-out.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,10 +19,13 @@ import torch
 from opd.agents.chat_tokens import ChatTokens
 from opd.agents.policy import CausalLMPolicy, SamplingConfig
 from opd.agents.recording import env_options, episode_from_expert, sandbox_info, step_record, writer_info
-from opd.envs import ToolEnv, ToolEnvBatch, play_expert
+from opd.envs import StepResult, ToolEnv, ToolEnvBatch, play_expert
+from opd.errors import SandboxError
 from opd.trajectories import Episode, Step
 
 __all__ = ["collect_episodes", "expert_demonstration"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -64,8 +68,10 @@ def collect_episodes(
             break
         generations = policy.generate([running[i].context for i in active], sampling, generator=generator)
         actions = {i: policy.chat.action_text(g.token_ids) for i, g in zip(active, generations, strict=True)}
-        results = batch.step(actions)
+        results = _step_each(batch, actions, running)
         for i, generation in zip(active, generations, strict=True):
+            if i not in results:
+                continue  # the sandbox failed: the episode ends as failed, the others go on
             state, result = running[i], results[i]
             mask = np.r_[np.zeros(len(state.pending), bool), np.ones(len(generation.token_ids), bool)]
             logprobs = np.r_[np.full(len(state.pending), np.nan, np.float32), np.asarray(generation.logprobs, np.float32)]
@@ -81,6 +87,19 @@ def collect_episodes(
                 state.pending = policy.chat.observation_ids(generation.token_ids, result.info["messages"], state.reset_info["tools"])
                 state.context.extend(state.pending)
     return [_episode(policy, env, state, run_id, suite_options or {}) for env, state in zip(envs, running, strict=True)]
+
+
+def _step_each(batch: ToolEnvBatch, actions: dict[int, str], running: list[_Running]) -> dict[int, StepResult]:
+    """Step every env; an infrastructure failure ends that env's episode as failed, with the reason."""
+    results = {}
+    for i, action in actions.items():
+        try:
+            results.update(batch.step({i: action}))
+        except SandboxError as exc:
+            logger.warning("Episode in env %d failed: %s", i, exc)
+            running[i].failure = f"sandbox failure: {exc}"
+            batch.abandon(i)
+    return results
 
 
 def _fits(state: _Running, sampling: SamplingConfig, limit: int) -> bool:

@@ -58,7 +58,8 @@ class WhiteBoxTeacher:
             logprobs_BTV = torch.log_softmax(logits_BTV, dim=-1)
             for row, length in enumerate(lengths):
                 shifted = torch.full((length, logprobs_BTV.shape[-1]), float("nan"), device=logprobs_BTV.device)
-                shifted[1:] = logprobs_BTV[row, : length - 1]  # the logits at t-1 predict token t
+                if length > 1:  # the logits at t-1 predict token t
+                    shifted[1:] = logprobs_BTV[row, : length - 1]
                 results.append(shifted.cpu())
         return results
 

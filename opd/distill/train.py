@@ -80,14 +80,16 @@ def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None
                 break
             rng = np.random.default_rng([config.seed, update])
             offpolicy = teacher_policy is not None and rng.random() < config.offpolicy_fraction
-            episodes = _rollout(teacher_policy if offpolicy else student, config, update, state.run_id)
+            played = _rollout(teacher_policy if offpolicy else student, config, update, state.run_id)
+            failed = [e for e in played if e.num_tokens < 2]  # a sandbox failed before the policy wrote anything
+            episodes = [e for e in played if e.num_tokens >= 2]
             if teacher is not None and config.loss.needs_teacher:  # SFT on teacher episodes needs no annotation
                 episodes = [
                     dataclasses.replace(e, annotations=a, teacher_models=(teacher.name,))
                     for e, a in zip(episodes, teacher.annotate(episodes), strict=True)
                 ]
-            store.write_episodes(episodes)
-            values = _update(student, optimizer, episodes, config, teacher.name if teacher else None)
+            store.write_episodes([*episodes, *failed])
+            values = _update(student, optimizer, episodes, config, teacher.name if teacher else None) if episodes else _NOTHING_TO_LEARN
             # Teacher-labelled tokens: student tokens the teacher scored, or tokens the teacher wrote itself.
             labelled = sum(int(e.policy_mask.sum()) for e in episodes) if (teacher and config.loss.needs_teacher) or offpolicy else 0
             state = TrainerState(
@@ -97,8 +99,9 @@ def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None
                 state.run_id,
                 time.perf_counter() - started,
             )
+            values = {**values, "rollout/failed": len(failed)}
             values.update(
-                _rollout_metrics(episodes),
+                _rollout_metrics(played),
                 offpolicy=float(offpolicy),
                 labelled_tokens=state.labelled_tokens,
                 wall_seconds=state.wall_seconds,
@@ -174,6 +177,9 @@ def _update(
         return {**values, "skipped": True, "grad_norm": math.nan}
     optimizer.step()
     return {**values, "skipped": False, "grad_norm": float(grad_norm)}
+
+
+_NOTHING_TO_LEARN: dict[str, Any] = {"loss": math.nan, "skipped": True, "grad_norm": math.nan, "policy_tokens": 0}
 
 
 def _rollout_metrics(episodes: list[Episode]) -> dict[str, float]:

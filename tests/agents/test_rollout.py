@@ -4,9 +4,10 @@ import numpy as np
 import torch
 
 from opd.agents import replay_episode
-from opd.agents.policy import CausalLMPolicy, SamplingConfig
-from opd.agents.rollout import collect_episodes
-from opd.envs import ToolEnv
+from opd.agents.policy import CausalLMPolicy, Generation, SamplingConfig
+from opd.agents.rollout import collect_episodes, expert_demonstration
+from opd.envs import LocalSandbox, ToolEnv
+from opd.errors import SandboxError
 from opd.trajectories import Run, TrajectoryStore
 
 
@@ -45,3 +46,30 @@ def test_rollout_episodes_round_trip_through_the_store(policy: CausalLMPolicy) -
         for episode in episodes:
             loaded = store.get_episode(episode.id)
             assert loaded == episode and loaded.policy_model == policy.name and loaded.chat_template_hash == policy.chat_template_hash
+
+
+class FailingSandbox(LocalSandbox):
+    """Test double for an infrastructure fault (a container dying mid-episode) that a local run cannot cause."""
+
+    def call(self, tool, arguments, context, limits):
+        raise SandboxError("the container stopped answering")
+
+
+def test_a_sandbox_failure_fails_that_episode_and_the_rest_go_on(policy: CausalLMPolicy) -> None:
+    demonstration = expert_demonstration(policy.chat, ToolEnv("calculator", difficulty="easy"), 0, run_id="r")
+    first_call = demonstration.steps[0].token_ids[demonstration.steps[0].policy_mask].tolist()
+
+    class ScriptedPolicy(CausalLMPolicy):
+        """Writes the expert's first tool call, so that the env really runs a tool."""
+
+        def generate(self, contexts, sampling, *, generator=None):
+            return [Generation(first_call, [0.0] * len(first_call)) for _ in contexts]
+
+    scripted = ScriptedPolicy(policy.model, policy.tokenizer, name="scripted")
+    envs = [
+        ToolEnv("calculator", difficulty="easy", max_turns=2),
+        ToolEnv("calculator", difficulty="easy", max_turns=2, sandbox=FailingSandbox()),
+    ]
+    healthy, broken = collect_episodes(scripted, envs, [0, 0], run_id="r", sampling=SamplingConfig(max_new_tokens=4))
+    assert broken.termination == "failed" and "container stopped answering" in broken.failure_reason and broken.steps == ()
+    assert healthy.termination == "max_turns" and len(healthy.steps) == 2 and healthy.steps[0].error_kind is None
