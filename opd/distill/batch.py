@@ -42,6 +42,16 @@ class EpisodeBatch:
     def policy_tokens(self) -> int:
         return int(self.policy_BT.sum())
 
+    def to(self, device: torch.device | str) -> EpisodeBatch:
+        """The same batch with every tensor on ``device`` (where the model is)."""
+        moved = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name, value in moved.items():
+            if isinstance(value, Tensor):
+                moved[name] = value.to(device)
+            elif isinstance(value, TopKLogprobs):
+                moved[name] = TopKLogprobs(value.token_ids.to(device), value.logprobs.to(device), value.tail_mass.to(device))
+        return EpisodeBatch(**moved)
+
 
 def make_batch(episodes: Sequence[Episode], *, teacher: str | None = None) -> EpisodeBatch:
     """Tensors for ``episodes``; with ``teacher``, that teacher's top-k annotations are required on every step."""

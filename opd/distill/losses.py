@@ -88,9 +88,10 @@ def token_loss(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig) -> T
 def step_loss(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig) -> Tensor:
     values_BT = _per_token(logits_BTV, batch, config)
     steps = int(batch.steps_B.max())
-    group_BT = torch.arange(len(batch.steps_B))[:, None] * steps + batch.step_BT.clamp_min(0)  # one id per (episode, step)
+    device = values_BT.device
+    group_BT = torch.arange(len(batch.steps_B), device=device)[:, None] * steps + batch.step_BT.clamp_min(0)  # one id per (episode, step)
     mask = batch.policy_BT
-    sums = torch.zeros(len(batch.steps_B) * steps, dtype=values_BT.dtype).index_add(0, group_BT[mask], values_BT[mask])
+    sums = torch.zeros(len(batch.steps_B) * steps, dtype=values_BT.dtype, device=device).index_add(0, group_BT[mask], values_BT[mask])
     counts = torch.zeros_like(sums).index_add(0, group_BT[mask], torch.ones_like(values_BT[mask]))
     present = counts > 0
     return (sums[present] / counts[present]).mean()

@@ -39,10 +39,8 @@ def sft(
     losses = []
     for step in range(steps):
         chosen = rng.choice(len(demonstrations), size=min(batch_size, len(demonstrations)), replace=False)
-        batch = make_batch([demonstrations[i] for i in chosen])
-        logits_BTV = policy.model(
-            input_ids=batch.input_ids_BT.to(policy.device), attention_mask=batch.attention_BT.to(policy.device)
-        ).logits
+        batch = make_batch([demonstrations[i] for i in chosen]).to(policy.device)
+        logits_BTV = policy.model(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT).logits
         loss = compute_loss(logits_BTV.float(), batch, _SFT).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

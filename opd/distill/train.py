@@ -158,12 +158,10 @@ def _update(
     student: CausalLMPolicy, optimizer: torch.optim.Optimizer, episodes: list[Episode], config: TrainConfig, teacher: str | None
 ) -> dict[str, Any]:
     """One optimizer step; skipped (and reported) if the loss or the gradient is not finite."""
-    batch = make_batch(episodes, teacher=teacher if config.loss.needs_teacher else None)
+    batch = make_batch(episodes, teacher=teacher if config.loss.needs_teacher else None).to(student.device)
     student.model.train()
     optimizer.zero_grad(set_to_none=True)
-    logits_BTV = student.model(
-        input_ids=batch.input_ids_BT.to(student.device), attention_mask=batch.attention_BT.to(student.device)
-    ).logits.float()
+    logits_BTV = student.model(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT).logits.float()
     result = compute_loss(logits_BTV, batch, config.loss)
     values: dict[str, Any] = {**result.metrics, "policy_tokens": batch.policy_tokens}
     if not torch.isfinite(result.loss):

@@ -119,3 +119,10 @@ def test_bad_loss_configs() -> None:
     with pytest.raises(ConfigError, match="hybrid_weights"):
         LossConfig(kind="hybrid", hybrid_weights={"tokens": 1.0})
     assert LossConfig(kind="sft").needs_teacher is False and LossConfig().needs_teacher is True
+
+
+def test_a_batch_moves_to_the_models_device_whole() -> None:
+    batch = make_batch(episodes(), teacher="teacher")
+    moved = batch.to("meta")  # a device every machine has; CUDA is not on CI's machines
+    tensors = [moved.input_ids_BT, moved.policy_BT, moved.sampled_logprobs_BT, moved.teacher.token_ids, moved.teacher.tail_mass]
+    assert all(t.device.type == "meta" for t in tensors) and moved.policy_BT.shape == batch.policy_BT.shape
