@@ -184,6 +184,7 @@ def _parse_call_json(body: str) -> ToolCall | ParseError:
     return ToolCall(payload["name"], arguments)
 
 
-def format_call(fmt: ToolCallFormat, name: str, **arguments: Any) -> str:
-    """Convenience for experts and tests: the text of one call in ``fmt``."""
-    return fmt.format(ToolCalls((ToolCall(name, arguments),)))
+def single_call(tool: str, /, **arguments: Any) -> ToolCalls:
+    """One call to ``tool``: what a scripted expert usually does in a turn (``tool`` is positional, so an
+    argument may itself be called ``name`` or ``tool``)."""
+    return ToolCalls((ToolCall(tool, arguments),))

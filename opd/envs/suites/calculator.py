@@ -19,7 +19,7 @@ import numpy as np
 
 from opd.envs.registry import register_suite
 from opd.envs.suite import Task, ToolSuite, Turn, Verdict
-from opd.envs.tool_calls import FinalAnswer, ToolCall, ToolCalls
+from opd.envs.tool_calls import FinalAnswer, ToolCalls, single_call
 from opd.envs.tools import ToolContext, tool
 from opd.errors import ConfigError, ToolError
 
@@ -152,7 +152,7 @@ class CalculatorExpert:
         a, b = (_value(ref, done) for ref in nodes[index]["args"])
         if op in _COMMUTATIVE and rng.random() < 0.5:
             a, b = b, a
-        return ToolCalls((ToolCall(op, {"a": a, "b": b}),))
+        return single_call(op, a=a, b=b)
 
 
 def _completed_nodes(nodes: list[dict[str, Any]], history: Sequence[Turn]) -> dict[int, float]:

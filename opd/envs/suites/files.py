@@ -20,7 +20,7 @@ import numpy as np
 from opd.envs.registry import register_suite
 from opd.envs.sandbox import ExecLimits, ExecResult, Sandbox
 from opd.envs.suite import Task, ToolSuite, Turn, Verdict
-from opd.envs.tool_calls import FinalAnswer, ToolCall, ToolCalls
+from opd.envs.tool_calls import FinalAnswer, ToolCalls, single_call
 from opd.envs.tools import ToolContext, tool
 from opd.errors import ConfigError, ToolError
 
@@ -151,17 +151,17 @@ class FilesExpert:
         incident, difficulty = task.data["incident"], task.data["difficulty"]
         if "path" not in facts:
             search = [f"grep -rl {incident} logs", f"find logs -name '*.log' -exec grep -l {incident} {{}} +"]
-            return _call("shell", command=search[int(rng.integers(2))])
+            return single_call("shell", command=search[int(rng.integers(2))])
         if difficulty == "easy":
             return FinalAnswer(facts["path"])
         if "errors" not in facts:
-            return _call("shell", command=f"grep -c ' ERROR ' {facts['path']}")
+            return single_call("shell", command=f"grep -c ' ERROR ' {facts['path']}")
         if difficulty == "medium":
             return FinalAnswer(facts["errors"])
         if not facts.get("reported"):
-            return _call("write_file", path="report.txt", content=facts["errors"] + "\n")
+            return single_call("write_file", path="report.txt", content=facts["errors"] + "\n")
         if not facts.get("moved"):
-            return _call("shell", command=f"mkdir -p archive && mv {facts['path']} archive/")
+            return single_call("shell", command=f"mkdir -p archive && mv {facts['path']} archive/")
         return FinalAnswer("done")
 
 
@@ -182,10 +182,6 @@ def _facts(history: Sequence[Turn]) -> dict[str, Any]:
         elif call.name == "shell" and command.startswith("mkdir -p archive"):
             facts["moved"] = True
     return facts
-
-
-def _call(tool_name: str, **arguments: Any) -> ToolCalls:
-    return ToolCalls((ToolCall(tool_name, arguments),))
 
 
 @register_suite("files")

@@ -19,7 +19,7 @@ import numpy as np
 
 from opd.envs.registry import register_suite
 from opd.envs.suite import Task, ToolSuite, Turn, Verdict
-from opd.envs.tool_calls import FinalAnswer, ToolCall, ToolCalls
+from opd.envs.tool_calls import FinalAnswer, ToolCalls, single_call
 from opd.envs.tools import ToolContext, tool
 from opd.errors import ConfigError, ToolError
 
@@ -130,10 +130,10 @@ class InventoryExpert:
         product = started[0] if started else pending[int(rng.integers(len(pending)))]
         facts = progress.get(product, {})
         if "sku" not in facts:
-            return _call("find_product", name=product)
+            return single_call("find_product", name=product)
         if "stock" not in facts:
-            return _call("get_stock", sku=facts["sku"])
-        return _call("order", sku=facts["sku"], quantity=task.answer[product] - facts["stock"])
+            return single_call("get_stock", sku=facts["sku"])
+        return single_call("order", sku=facts["sku"], quantity=task.answer[product] - facts["stock"])
 
 
 def _progress(task: Task, history: Sequence[Turn]) -> dict[str, dict[str, Any]]:
@@ -154,10 +154,6 @@ def _progress(task: Task, history: Sequence[Turn]) -> dict[str, dict[str, Any]]:
         elif call.name == "order" and call.arguments.get("sku") in product_of_sku:
             progress[product_of_sku[call.arguments["sku"]]]["ordered"] = True
     return progress
-
-
-def _call(tool_name: str, **arguments: Any) -> ToolCalls:
-    return ToolCalls((ToolCall(tool_name, arguments),))
 
 
 @register_suite("inventory")

@@ -21,7 +21,7 @@ import numpy as np
 from opd.envs.registry import register_suite
 from opd.envs.sandbox import ExecResult, Sandbox
 from opd.envs.suite import Task, ToolSuite, Turn, Verdict
-from opd.envs.tool_calls import FinalAnswer, ToolCall, ToolCalls
+from opd.envs.tool_calls import FinalAnswer, ToolCalls, single_call
 from opd.envs.tools import ToolContext, tool
 from opd.errors import ConfigError
 
@@ -141,15 +141,11 @@ class PythonExpert:
     def act(self, task: Task, history: Sequence[Turn], rng: np.random.Generator) -> ToolCalls | FinalAnswer:
         runs = [turn for turn in history if isinstance(turn.action, ToolCalls)]
         if not runs and task.data["files"] and rng.random() < 0.5:
-            return _run(f"print(open({DATA_FILE!r}).read()[:200])")
+            return single_call("run_python", code=f"print(open({DATA_FILE!r}).read()[:200])")
         if not runs or runs[-1].action.calls[0].arguments.get("code") != task.data["program"]:
-            return _run(task.data["program"])
+            return single_call("run_python", code=task.data["program"])
         match = _NUMBER.search(runs[-1].observation)
         return FinalAnswer(match.group() if match else "unknown")
-
-
-def _run(code: str) -> ToolCalls:
-    return ToolCalls((ToolCall("run_python", {"code": code}),))
 
 
 @register_suite("python")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from sandbox_checks import live_processes
 
 from opd.envs import ExecLimits, Task, ToolContext, ToolStatus, tool
 from opd.envs.docker import DockerSandbox
@@ -72,19 +73,8 @@ def test_reset_leaves_nothing_for_the_next_episode(sandbox: DockerSandbox) -> No
     sandbox.reset()
     listing = sandbox.exec(["sh", "-c", "ls -A /work /tmp /dev/shm; ps -eo user= 2>/dev/null || ls /proc"], FAST).output
     assert ".hidden" not in listing and "\nd\n" not in listing and "/tmp/t" not in listing
-    processes = sandbox.exec(["python3", "-c", PROCESSES], FAST).output.split()
+    processes = live_processes(sandbox, FAST)
     assert processes == ["python3"], processes  # only the supervisor's child itself
-
-
-# Names of the sandbox user's live processes other than the one asking.
-PROCESSES = """
-import os
-for pid in os.listdir('/proc'):
-    if pid.isdigit() and int(pid) != os.getpid() and os.stat('/proc/' + pid).st_uid == os.getuid():
-        stat = open('/proc/%s/stat' % pid).read()
-        if stat.rsplit(')', 1)[1].split()[0] != 'Z':
-            print(stat.split('(')[1].split(')')[0])
-"""
 
 
 def test_call_runs_the_host_side_tool_and_keeps_the_exec_status(sandbox: DockerSandbox) -> None:

@@ -12,6 +12,7 @@ import os
 import time
 
 import pytest
+from sandbox_checks import live_processes
 
 from opd.envs import ErrorKind, ExecLimits, ToolEnv
 from opd.envs.docker import DockerSandbox
@@ -47,19 +48,8 @@ def step(env: ToolEnv, code: str, tool: str = "run_python", arg: str = "code") -
 def assert_clean(sandbox: DockerSandbox) -> None:
     listing = sandbox.exec(["sh", "-c", "ls -A /work /tmp /dev/shm"], LIMITS).output
     assert listing.split() == ["/dev/shm:", "/tmp:", "/work:"], listing
-    processes = sandbox.exec(["python3", "-c", PROCESSES], LIMITS).output.split()
+    processes = live_processes(sandbox, LIMITS)
     assert processes == ["python3"], processes  # the supervisor that ran this check, nothing else
-
-
-# Names of the sandbox user's live processes other than the one asking.
-PROCESSES = """
-import os
-for pid in os.listdir('/proc'):
-    if pid.isdigit() and int(pid) != os.getpid() and os.stat('/proc/' + pid).st_uid == os.getuid():
-        stat = open('/proc/%s/stat' % pid).read()
-        if stat.rsplit(')', 1)[1].split()[0] != 'Z':
-            print(stat.split('(')[1].split(')')[0])
-"""
 
 
 def test_fork_bomb(env: ToolEnv) -> None:
