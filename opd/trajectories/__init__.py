@@ -9,7 +9,7 @@ a SQLAlchemy URL such as ``postgresql+psycopg://user@host/db``).
 import os
 
 from opd.trajectories.jsonl import episode_from_json, episode_to_json, read_jsonl, write_jsonl
-from opd.trajectories.records import Annotations, Episode, EpisodeScore, Run, Step, StepCritique, TokenLogprobs, new_id
+from opd.trajectories.records import Annotations, Episode, EpisodeScore, Run, Step, StepCritique, TokenLogprobs, new_id, sum_usage
 from opd.trajectories.store import ANNOTATION_KINDS, EpisodeFilter, EpisodeSummary, TrajectoryStore
 
 DEFAULT_STORE = "runs/opd.db"
@@ -37,6 +37,7 @@ __all__ = [
     "episode_from_json",
     "episode_to_json",
     "new_id",
+    "sum_usage",
     "read_jsonl",
     "write_jsonl",
 ]

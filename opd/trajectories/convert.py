@@ -135,7 +135,16 @@ def token_logprobs_from_row(row: Mapping[str, Any]) -> TokenLogprobs:
 
 
 def critique_from_row(row: Mapping[str, Any]) -> StepCritique:
-    return StepCritique(row["teacher"], row["step_index"], row["score"], row["critique"], row["corrected_action"])
+    return StepCritique(
+        row["teacher"],
+        row["step_index"],
+        row["score"],
+        row["critique"],
+        row["corrected_action"],
+        row["uncertainty"],
+        row["error"],
+        row["usage"],
+    )
 
 
 def episode_score_from_row(row: Mapping[str, Any]) -> EpisodeScore:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +34,10 @@ __all__ = [
     "StepCritique",
     "TokenLogprobs",
     "new_id",
+    "sum_usage",
 ]
+
+USAGE_KEYS = ("calls", "cached", "prompt_tokens", "completion_tokens", "cost_usd")
 
 
 def new_id() -> str:
@@ -124,13 +127,33 @@ class TokenLogprobs:
 
 @dataclasses.dataclass(frozen=True)
 class StepCritique:
-    """A teacher's judgement of one step: a score, a rationale, optionally a better action."""
+    """A teacher's judgement of one step: a score, a rationale, optionally a better action.
+
+    ``score`` is None when the step is *unannotated*: the teacher could not be
+    reached or never gave a judgement that parses; ``error`` then says why.
+    ``uncertainty`` in [0, 1] is the teacher's doubt (spread of its score
+    distribution or of n critiques), None where unknown. ``usage`` is the cost
+    ledger entry: calls, cached calls, prompt/completion tokens and dollars.
+    """
 
     teacher: str
     step_index: int
     score: float | None
     critique: str = ""
     corrected_action: str | None = None
+    uncertainty: float | None = None
+    error: str | None = None
+    usage: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def sum_usage(usages: Iterable[Mapping[str, Any]]) -> dict[str, float | None]:
+    """Totals of critique usage records; ``cost_usd`` is None when any part's price was unknown."""
+    totals: dict[str, float | None] = dict.fromkeys(USAGE_KEYS, 0)
+    for usage in usages:
+        for key in USAGE_KEYS:
+            value, total = usage.get(key, 0), totals[key]
+            totals[key] = None if value is None or total is None else total + value
+    return totals
 
 
 @dataclasses.dataclass(frozen=True)

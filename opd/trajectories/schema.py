@@ -117,6 +117,9 @@ class CritiqueRow(SQLModel, table=True):
     score: float | None = None
     critique: str = Field(sa_column=Column(Text, nullable=False))
     corrected_action: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    uncertainty: float | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    usage: dict[str, Any] = _json()  # uncertainty, error and usage added by revision 0003
 
 
 class EpisodeScoreRow(SQLModel, table=True):

@@ -20,7 +20,7 @@ from opd.errors import ConfigError
 from opd.trajectories import convert
 from opd.trajectories.bulk import BulkInsert
 from opd.trajectories.database import open_engines
-from opd.trajectories.records import Annotations, Episode, Run, Step
+from opd.trajectories.records import Annotations, Episode, Run, Step, sum_usage
 from opd.trajectories.schema import CritiqueRow, EpisodeRow, EpisodeScoreRow, RunRow, StepRow, TokenLogprobsRow
 
 __all__ = ["ANNOTATION_KINDS", "EpisodeFilter", "EpisodeSummary", "TrajectoryStore"]
@@ -189,6 +189,16 @@ class TrajectoryStore:
     def count_episodes(self, where: EpisodeFilter = EpisodeFilter()) -> int:
         with self._engines.read.connect() as connection:
             return connection.execute(sa.select(sa.func.count()).select_from(_EPISODES).where(*where.where())).scalar_one()
+
+    def critique_usage(self, where: EpisodeFilter = EpisodeFilter()) -> dict[str, float | None]:
+        """The cost ledger of the critiques on matching episodes: steps graded, unannotated, calls, tokens, dollars."""
+        critiques = _ANNOTATION_TABLES["critiques"]
+        query = (
+            sa.select(critiques.c.usage, critiques.c.score).join(_EPISODES, _EPISODES.c.id == critiques.c.episode_id).where(*where.where())
+        )
+        with self._engines.read.connect() as connection:
+            rows = connection.execute(query).all()
+        return {"steps": len(rows), "unannotated": sum(r.score is None for r in rows), **sum_usage(r.usage for r in rows)}
 
     def list_episodes(self, where: EpisodeFilter = EpisodeFilter(), *, limit: int = 50, offset: int = 0) -> list[EpisodeSummary]:
         """Episode headers, newest first, without loading steps."""
