@@ -11,9 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from opd.agents import replay_episode
-from opd.cli.render import console, fail
+from opd.cli.render import console, describe_usage, fail
 from opd.errors import OpdError
-from opd.trajectories import ANNOTATION_KINDS, DEFAULT_STORE, Episode, EpisodeFilter, TrajectoryStore, default_store_location
+from opd.trajectories import ANNOTATION_KINDS, DEFAULT_STORE, Episode, EpisodeFilter, TrajectoryStore, default_store_location, sum_usage
 from opd.trajectories.inspection import step_divergence
 from opd.trajectories.jsonl import read_jsonl, write_jsonl
 
@@ -96,10 +96,19 @@ def show(episode_id: str, store: str = StoreOption) -> None:
             console.print(f"[bold]reward {step.reward:.2f}[/]")
         for (index, teacher), critique in sorted(critiques.items()):
             if index == step.index:
-                score = "-" if critique.score is None else f"{critique.score:.2f}"
-                console.print(f"[magenta]critique by {escape(teacher)}[/] score {score}: {escape(critique.critique)}")
+                if critique.score is None:
+                    console.print(f"[magenta]critique by {escape(teacher)}[/] [red]unannotated:[/] {escape(critique.error or '')}")
+                else:
+                    doubt = "" if critique.uncertainty is None else f" (uncertainty {critique.uncertainty:.2f})"
+                    console.print(
+                        f"[magenta]critique by {escape(teacher)}[/] score {critique.score:.2f}{doubt}: {escape(critique.critique)}"
+                    )
                 if critique.corrected_action:
                     console.print(f"  [magenta]suggested:[/] {escape(critique.corrected_action)}")
+                if critique.usage:
+                    console.print(f"  [dim]cost: {describe_usage(critique.usage)}[/]")
+    if critiques:
+        console.print(f"[magenta]critique cost of this episode[/]: {describe_usage(sum_usage(c.usage for c in critiques.values()))}")
     for score in episode.annotations.episode_scores:
         console.print(f"[magenta]episode score by {escape(score.teacher)}[/]: {score.reward:.2f} {escape(score.detail)}")
     if episode.annotations.token_logprobs:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from collections.abc import Mapping
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -22,3 +23,15 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error for the user (no traceback) and exit."""
     console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)  # paths stay whole for copying
     raise typer.Exit(code)
+
+
+def describe_usage(usage: Mapping[str, Any]) -> str:
+    """One line of a critique cost ledger: steps graded, unannotated, calls (cached), tokens and dollars."""
+    parts = []
+    if "steps" in usage:
+        parts.append(f"{usage['steps']} steps graded, {usage['unannotated']} unannotated")
+    parts.append(f"{usage['calls']} calls + {usage['cached']} cached")
+    parts.append(f"{usage['prompt_tokens']:,} prompt + {usage['completion_tokens']:,} completion tokens")
+    cost = usage["cost_usd"]
+    parts.append("cost unknown (litellm has no price for this model)" if cost is None else f"${cost:.4f}")
+    return "; ".join(parts)

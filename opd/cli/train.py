@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from opd.cli.render import console, fail
+from opd.cli.render import console, describe_usage, fail
 from opd.errors import OpdError
 
 
@@ -50,6 +50,8 @@ def train_command(
         f"held-out success {result.final_eval.describe()}\n"
         f"checkpoint: {result.checkpoint}\nmetrics: {Path(settings.output_dir) / 'metrics.jsonl'}"
     )
+    if result.critique_usage is not None:
+        console.print(f"critic: {describe_usage(result.critique_usage)}")
 
 
 def eval_command(

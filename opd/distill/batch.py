@@ -12,7 +12,7 @@ stored ones.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ class EpisodeBatch:
     teacher_sampled_BT: Tensor | None  # (B, T) the teacher's log-prob of each target (log tail mass if outside the top k)
     rewards_B: Tensor  # (B,) the env's episode reward
     steps_B: Tensor  # (B,) number of steps
+    step_rewards_BS: Tensor  # (B, S) float32, the env's reward at each step (0 past an episode's end)
+    step_scores_BS: Tensor | None = None  # (B, S) a critic's score per step scaled to [0, 1]; NaN: unannotated or no step
+    step_uncertainty_BS: Tensor | None = None  # (B, S) the critic's uncertainty in [0, 1]; NaN where unknown
 
     @property
     def policy_tokens(self) -> int:
@@ -53,8 +56,14 @@ class EpisodeBatch:
         return EpisodeBatch(**moved)
 
 
-def make_batch(episodes: Sequence[Episode], *, teacher: str | None = None) -> EpisodeBatch:
-    """Tensors for ``episodes``; with ``teacher``, that teacher's top-k annotations are required on every step."""
+def make_batch(
+    episodes: Sequence[Episode], *, teacher: str | None = None, critic: str | None = None, score_range: tuple[float, float] = (0.0, 10.0)
+) -> EpisodeBatch:
+    """Tensors for ``episodes``; with ``teacher``, that teacher's top-k annotations are required on every step.
+
+    With ``critic``, that critic's step scores (scaled from ``score_range`` to [0, 1]) and uncertainties are
+    gathered; steps it left unannotated are NaN and drop out of the losses that use them.
+    """
     if not episodes:
         raise ConfigError("make_batch needs at least one episode.")
     length = max(e.num_tokens for e in episodes) - 1
@@ -86,7 +95,29 @@ def make_batch(episodes: Sequence[Episode], *, teacher: str | None = None) -> Ep
         teacher_sampled_BT=None if teacher_sampled is None else teacher_sampled[:, shift],
         rewards_B=torch.tensor([e.reward for e in episodes], dtype=torch.float32),
         steps_B=torch.tensor([len(e.steps) for e in episodes]),
+        step_rewards_BS=_per_step(episodes, lambda e: {s.index: s.reward for s in e.steps}, fill=0.0),
+        step_scores_BS=None if critic is None else _critic_scores(episodes, critic, score_range),
+        step_uncertainty_BS=None if critic is None else _per_step(episodes, lambda e: _critiques(e, critic, "uncertainty")),
     )
+
+
+def _critiques(episode: Episode, critic: str, field: str) -> dict[int, float]:
+    values = {c.step_index: getattr(c, field) for c in episode.annotations.critiques if c.teacher == critic}
+    return {i: v for i, v in values.items() if v is not None}
+
+
+def _critic_scores(episodes: Sequence[Episode], critic: str, score_range: tuple[float, float]) -> Tensor:
+    low, high = score_range
+    return (_per_step(episodes, lambda e: _critiques(e, critic, "score")) - low) / (high - low)
+
+
+def _per_step(episodes: Sequence[Episode], values: Callable[[Episode], dict[int, float]], *, fill: float = float("nan")) -> Tensor:
+    """(B, S) float32 of per-step values, ``fill`` where an episode has no value for a step."""
+    out = torch.full((len(episodes), max(len(e.steps) for e in episodes)), fill)
+    for b, episode in enumerate(episodes):
+        for index, value in values(episode).items():
+            out[b, index] = value
+    return out
 
 
 def _teacher_tensors(episodes: Sequence[Episode], teacher: str, ids: Tensor, policy: Tensor, length: int) -> tuple[TopKLogprobs, Tensor]:

@@ -14,11 +14,13 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
+from opd.agents.critic import CriticConfig
 from opd.agents.policy import SamplingConfig
+from opd.agents.self_teacher import SelfTeacherConfig
 from opd.distill.losses import LossConfig
 from opd.errors import ConfigError
 
@@ -28,7 +30,9 @@ __all__ = ["TrainConfig", "config_to_dict", "load_config"]
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     student: str  # hub name or local directory of the student (a transformers causal LM with a chat template)
-    teacher: str | None = None  # hub name or local directory of a white-box teacher; None for teacher-free losses
+    teacher: str | None = None  # white-box teacher: hub name or local directory (a transformers causal LM)
+    critic: CriticConfig | None = None  # black-box teacher: an API model, through litellm, that grades each step
+    self_teacher: SelfTeacherConfig | None = None  # teacher-free: the student with privileged context (or its EMA) is the teacher
     suite: str = "calculator"  # a registered tool suite (`opd suites list`)
     suite_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {"difficulty": "easy"}
     max_turns: int | None = None  # turn limit per episode; None: the suite's default
@@ -37,7 +41,9 @@ class TrainConfig:
     output_dir: str = "runs/train"  # checkpoints, metrics.jsonl and TensorBoard logs
     seed: int = 0  # seeds task draws, sampling and off-policy choices; every update's randomness derives from it
     updates: int = 100  # optimizer steps
-    episodes_per_update: int = 32  # episodes rolled out (and annotated) per update
+    episodes_per_update: int = 32  # tasks rolled out (and annotated) per update
+    samples_per_task: int = 1  # episodes per task (best of n with keep: best_success)
+    keep: Literal["all", "best_success"] = "all"  # best_success: per task, only its best verified success (self-imitation)
     max_labelled_tokens: int | None = None  # stop early once the teacher has labelled this many tokens
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
@@ -59,8 +65,21 @@ class TrainConfig:
             raise ConfigError(f"offpolicy_fraction must lie in [0, 1], got {self.offpolicy_fraction}.")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}.")
-        if self.teacher is None and (self.loss.needs_teacher or self.offpolicy_fraction > 0):
-            raise ConfigError(f"The {self.loss.kind!r} loss (or offpolicy_fraction > 0) needs a teacher; set teacher: PATH_OR_NAME.")
+        if self.samples_per_task < 1 or self.keep not in ("all", "best_success"):
+            raise ConfigError(
+                f"samples_per_task must be at least 1 and keep 'all' or 'best_success'; got {self.samples_per_task}, {self.keep!r}."
+            )
+        if self.teacher is not None and self.self_teacher is not None:
+            raise ConfigError("Set teacher (white-box) or self_teacher (teacher-free), not both: one source of token log-probs.")
+        if self.loss.needs_logits and self.teacher is None and self.self_teacher is None:
+            raise ConfigError(
+                f"The {self.loss.kind!r} loss needs token log-probs from a teacher; set teacher: PATH_OR_NAME (white-box) "
+                "or self_teacher: {context: answer} (teacher-free)."
+            )
+        if self.loss.needs_critiques and self.critic is None:
+            raise ConfigError(f"The {self.loss.kind!r} loss needs step critiques; set critic: {{model: ..., api_base: ...}}.")
+        if self.offpolicy_fraction > 0 and self.teacher is None:
+            raise ConfigError("offpolicy_fraction > 0 has the white-box teacher play episodes; set teacher: PATH_OR_NAME.")
 
 
 def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
@@ -89,9 +108,9 @@ def from_mapping(cls: type, data: Mapping[str, Any], *, where: str) -> Any:
             raise ConfigError(f"{where}: unknown key {key!r}.{hint}")
     values = {}
     for key, value in data.items():
-        kind = hints[key]
-        if dataclasses.is_dataclass(kind) and isinstance(value, Mapping):
-            value = from_mapping(kind, value, where=f"{where}: {key}")
+        nested = [k for k in (typing.get_args(hints[key]) or (hints[key],)) if dataclasses.is_dataclass(k)]  # X or X | None
+        if nested and isinstance(value, Mapping):
+            value = from_mapping(nested[0], value, where=f"{where}: {key}")
         values[key] = value
     missing = [
         name

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,11 @@ import numpy as np
 import torch
 
 from opd import __version__
+from opd.agents.critic import BlackBoxTeacher
 from opd.agents.policy import CausalLMPolicy
 from opd.agents.preflight import preflight
 from opd.agents.rollout import collect_episodes
+from opd.agents.self_teacher import SelfTeacher
 from opd.agents.teacher import WhiteBoxTeacher
 from opd.distill.batch import make_batch
 from opd.distill.checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -36,7 +38,7 @@ from opd.distill.evaluate import EvalResult, evaluate
 from opd.distill.losses import compute_loss
 from opd.distill.metrics import MetricsWriter
 from opd.envs import ToolEnv
-from opd.trajectories import Episode, Run, TrajectoryStore
+from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, sum_usage
 
 __all__ = ["TrainResult", "train"]
 
@@ -54,6 +56,7 @@ class TrainResult:
     final_eval: EvalResult
     checkpoint: Path
     curve: tuple[tuple[int, int, float, float], ...]  # (update, labelled tokens, wall seconds, eval success) at every evaluation
+    critique_usage: Mapping[str, float | None] | None = None  # the run's cost ledger when a critic graded steps
 
 
 def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None = None) -> TrainResult:
@@ -67,6 +70,9 @@ def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None
     teacher_policy = CausalLMPolicy(teacher.model, teacher.tokenizer, name=teacher.name) if teacher else None
     if teacher is not None:
         _preflight(student, teacher, config)
+    self_teacher = SelfTeacher(student, config.self_teacher, k=config.teacher_k) if config.self_teacher else None
+    logits_source = teacher or self_teacher  # who gives token log-probs: a white-box teacher or the student itself
+    critic = BlackBoxTeacher(config.critic) if config.critic else None
     optimizer = torch.optim.AdamW(student.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     state = load_checkpoint(previous, optimizer) if previous else TrainerState(0, 0, 0, Run().id, 0.0)
     metrics = MetricsWriter(output, tensorboard=config.tensorboard)
@@ -83,15 +89,18 @@ def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None
             played = _rollout(teacher_policy if offpolicy else student, config, update, state.run_id)
             failed = [e for e in played if e.num_tokens < 2]  # a sandbox failed before the policy wrote anything
             episodes = [e for e in played if e.num_tokens >= 2]
-            if teacher is not None and config.loss.needs_teacher:  # SFT on teacher episodes needs no annotation
-                episodes = [
-                    dataclasses.replace(e, annotations=a, teacher_models=(teacher.name,))
-                    for e, a in zip(episodes, teacher.annotate(episodes), strict=True)
-                ]
+            scored_by_logits = logits_source is not None and config.loss.needs_logits and not offpolicy  # SFT on teacher episodes
+            if scored_by_logits:
+                episodes = _annotated(episodes, logits_source.name, logits_source.annotate(episodes))
+            if critic is not None and not offpolicy:
+                episodes = _annotated(episodes, critic.name, critic.annotate(episodes))
             store.write_episodes([*episodes, *failed])
-            values = _update(student, optimizer, episodes, config, teacher.name if teacher else None) if episodes else _NOTHING_TO_LEARN
+            trained_on = best_successes(episodes) if config.keep == "best_success" else episodes
+            values = _update(student, optimizer, trained_on, config, logits_source, critic) if trained_on else _NOTHING_TO_LEARN
+            if self_teacher is not None and not values["skipped"]:
+                self_teacher.update()
             # Teacher-labelled tokens: student tokens the teacher scored, or tokens the teacher wrote itself.
-            labelled = sum(int(e.policy_mask.sum()) for e in episodes) if (teacher and config.loss.needs_teacher) or offpolicy else 0
+            labelled = sum(int(e.policy_mask.sum()) for e in episodes) if (teacher and scored_by_logits) or offpolicy else 0
             state = TrainerState(
                 update + 1,
                 state.labelled_tokens + labelled,
@@ -99,7 +108,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None
                 state.run_id,
                 time.perf_counter() - started,
             )
-            values = {**values, "rollout/failed": len(failed)}
+            values = {**values, "rollout/failed": len(failed), **_critic_metrics(episodes, critic)}
             values.update(
                 _rollout_metrics(played),
                 offpolicy=float(offpolicy),
@@ -119,7 +128,10 @@ def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None
                 progress(update + 1, values)
             if _due(update + 1, config.checkpoint_every, config.updates) or budget_spent:
                 save_checkpoint(checkpoints, student.model, student.tokenizer, optimizer, state)
+        usage = store.critique_usage(EpisodeFilter(run_id=state.run_id)) if critic is not None else None
     metrics.close()
+    if critic is not None:
+        critic.close()
     if last_eval is not None and last_eval[0] == state.update:
         final = last_eval[1]
     else:
@@ -127,7 +139,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None
             student, config.suite, suite_options=config.suite_options, episodes=config.eval_episodes, max_turns=config.max_turns
         )
     last = latest_checkpoint(checkpoints) or save_checkpoint(checkpoints, student.model, student.tokenizer, optimizer, state)
-    return TrainResult(state.run_id, state.update, state.labelled_tokens, state.skipped_updates, final, last, tuple(curve))
+    return TrainResult(state.run_id, state.update, state.labelled_tokens, state.skipped_updates, final, last, tuple(curve), usage)
 
 
 def _preflight(student: CausalLMPolicy, teacher: WhiteBoxTeacher, config: TrainConfig) -> None:
@@ -142,8 +154,9 @@ def _preflight(student: CausalLMPolicy, teacher: WhiteBoxTeacher, config: TrainC
 
 def _rollout(policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: str) -> list[Episode]:
     n = config.episodes_per_update
-    seeds = [(update * n + i) % 1_000_000_000 for i in range(n)]  # training seeds stay below the evaluation range
-    envs = [ToolEnv(config.suite, max_turns=config.max_turns, **config.suite_options) for _ in range(n)]
+    # Training seeds stay below the evaluation range; with samples_per_task > 1 each task is played that many times.
+    seeds = [(update * n + i) % 1_000_000_000 for i in range(n) for _ in range(config.samples_per_task)]
+    envs = [ToolEnv(config.suite, max_turns=config.max_turns, **config.suite_options) for _ in seeds]
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + update)
     try:
         return collect_episodes(
@@ -155,10 +168,20 @@ def _rollout(policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: s
 
 
 def _update(
-    student: CausalLMPolicy, optimizer: torch.optim.Optimizer, episodes: list[Episode], config: TrainConfig, teacher: str | None
+    student: CausalLMPolicy,
+    optimizer: torch.optim.Optimizer,
+    episodes: list[Episode],
+    config: TrainConfig,
+    logits_source: WhiteBoxTeacher | SelfTeacher | None,
+    critic: BlackBoxTeacher | None,
 ) -> dict[str, Any]:
     """One optimizer step; skipped (and reported) if the loss or the gradient is not finite."""
-    batch = make_batch(episodes, teacher=teacher if config.loss.needs_teacher else None).to(student.device)
+    batch = make_batch(
+        episodes,
+        teacher=logits_source.name if logits_source is not None and config.loss.needs_logits else None,
+        critic=critic.name if critic is not None and config.loss.needs_critiques else None,
+        score_range=(config.critic.score_min, config.critic.score_max) if config.critic else (0.0, 1.0),
+    ).to(student.device)
     student.model.train()
     optimizer.zero_grad(set_to_none=True)
     logits_BTV = student.model(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT).logits.float()
@@ -175,6 +198,44 @@ def _update(
         return {**values, "skipped": True, "grad_norm": math.nan}
     optimizer.step()
     return {**values, "skipped": False, "grad_norm": float(grad_norm)}
+
+
+def best_successes(episodes: list[Episode]) -> list[Episode]:
+    """Self-imitation's data: per task (seed), its verified success with the highest reward; tasks never solved give none."""
+    best: dict[int | None, Episode] = {}
+    for episode in episodes:
+        if episode.success and (episode.seed not in best or episode.reward > best[episode.seed].reward):
+            best[episode.seed] = episode
+    return list(best.values())
+
+
+def _annotated(episodes: list[Episode], teacher: str, annotations: list[Annotations]) -> list[Episode]:
+    """``episodes`` with ``annotations`` added to what they already carry, and ``teacher`` among their teachers."""
+    return [
+        dataclasses.replace(
+            e,
+            annotations=Annotations(
+                (*e.annotations.token_logprobs, *a.token_logprobs),
+                (*e.annotations.critiques, *a.critiques),
+                (*e.annotations.episode_scores, *a.episode_scores),
+            ),
+            teacher_models=(*e.teacher_models, teacher),
+        )
+        for e, a in zip(episodes, annotations, strict=True)
+    ]
+
+
+def _critic_metrics(episodes: list[Episode], critic: BlackBoxTeacher | None) -> dict[str, float]:
+    """This update's critiques: how many steps were graded, how many left unannotated, and what it cost."""
+    if critic is None:
+        return {}
+    critiques = [c for e in episodes for c in e.annotations.critiques if c.teacher == critic.name]
+    totals = sum_usage(c.usage for c in critiques)
+    return {
+        "critic/steps": len(critiques),
+        "critic/unannotated": sum(c.score is None for c in critiques),
+        **{f"critic/{key}": float("nan") if value is None else value for key, value in totals.items()},
+    }
 
 
 _NOTHING_TO_LEARN: dict[str, Any] = {"loss": math.nan, "skipped": True, "grad_norm": math.nan, "policy_tokens": 0}

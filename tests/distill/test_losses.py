@@ -11,7 +11,7 @@ from opd.distill.batch import make_batch
 from opd.distill.losses import LossConfig, compute_loss
 from opd.distill.token_divergence import token_divergence
 from opd.errors import ConfigError
-from opd.trajectories import Run
+from opd.trajectories import Run, StepCritique
 
 
 def episodes(n: int = 3, vocab: int = 50, k: int = 8, seed: int = 0):
@@ -126,3 +126,91 @@ def test_a_batch_moves_to_the_models_device_whole() -> None:
     moved = batch.to("meta")  # a device every machine has; CUDA is not on CI's machines
     tensors = [moved.input_ids_BT, moved.policy_BT, moved.sampled_logprobs_BT, moved.teacher.token_ids, moved.teacher.tail_mass]
     assert all(t.device.type == "meta" for t in tensors) and moved.policy_BT.shape == batch.policy_BT.shape
+
+
+def with_critiques(eps, scores_per_episode, uncertainty=None):
+    """``eps`` with critic scores (None: unannotated) per step, on a 0..10 scale."""
+    out = []
+    for e, scores in zip(eps, scores_per_episode, strict=True):
+        critiques = tuple(
+            StepCritique("critic", s.index, score, error=None if score is not None else "timeout", uncertainty=uncertainty)
+            for s, score in zip(e.steps, scores, strict=True)
+        )
+        out.append(dataclasses.replace(e, annotations=dataclasses.replace(e.annotations, critiques=critiques)))
+    return out
+
+
+def naive_unit_pg(logits, batch, units, returns, weights=None) -> torch.Tensor:
+    """Reference: -sum_u w_u (R_u - mean R) log q(u) / tokens, units given as (b, step or None), looped."""
+    logq = torch.log_softmax(logits, -1).gather(-1, batch.targets_BT.unsqueeze(-1)).squeeze(-1)
+    rets = torch.tensor(returns)
+    weights = weights or [1.0] * len(units)
+    total, tokens = 0.0, 0
+    for (b, step), ret, w in zip(units, rets, weights, strict=True):
+        chosen = batch.policy_BT[b] & ((batch.step_BT[b] == step) if step is not None else True)
+        total = total - w * (ret - rets.mean()) * logq[b][chosen].sum()
+        tokens += int(chosen.sum())
+    return total / tokens
+
+
+def test_step_critique_loss_matches_a_looped_reference_and_skips_unannotated_steps() -> None:
+    eps = with_critiques(episodes(n=3), [[8.0], [2.0, None], [5.0, 10.0, 0.0]])
+    batch = make_batch(eps, critic="critic", score_range=(0.0, 10.0))
+    logits = logits_for(batch)
+    loss = compute_loss(logits, batch, LossConfig(kind="step_critique")).loss
+    units = [(0, 0), (1, 0), (2, 0), (2, 1), (2, 2)]
+    expected = naive_unit_pg(logits, batch, units, [0.8, 0.2, 0.5, 1.0, 0.0])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()
+    unannotated = batch.policy_BT[1] & (batch.step_BT[1] == 1)
+    assert logits.grad[1][unannotated].abs().sum() == 0 and logits.grad[0][batch.policy_BT[0]].abs().sum() > 0
+
+
+def test_uncertain_critiques_are_gated_out_or_weighted_down() -> None:
+    eps = with_critiques(episodes(n=3), [[8.0], [2.0, 6.0], [3.0, 5.0, 7.0]])
+    eps[1] = with_critiques([eps[1]], [[2.0, 6.0]], uncertainty=0.9)[0]
+    batch = make_batch(eps, critic="critic")
+    logits = logits_for(batch)
+    gated = compute_loss(logits, batch, LossConfig(kind="step_critique", uncertainty="gate", uncertainty_threshold=0.5)).loss
+    gated.backward()
+    assert logits.grad[1].abs().sum() == 0 and logits.grad[0].abs().sum() > 0
+    weighted = compute_loss(logits, batch, LossConfig(kind="step_critique", uncertainty="weight")).loss
+    units = [(0, 0), (1, 0), (1, 1), (2, 0), (2, 1), (2, 2)]
+    reference = naive_unit_pg(logits, batch, units, [0.8, 0.2, 0.6, 0.3, 0.5, 0.7], weights=[1.0, 0.1, 0.1, 1.0, 1.0, 1.0])
+    assert weighted.item() == pytest.approx(reference.item(), rel=1e-5)
+
+
+def test_token_uncertainty_gate_drops_tokens_where_the_teacher_is_unsure() -> None:
+    batch = make_batch(episodes(), teacher="teacher")
+    logits = logits_for(batch)
+    p = batch.teacher.logprobs.float().exp()
+    entropy = -(p * batch.teacher.logprobs.float()).sum(-1) - batch.teacher.tail_mass * batch.teacher.tail_mass.clamp_min(1e-30).log()
+    threshold = float((entropy / np.log(50))[batch.policy_BT].median())  # half the tokens on each side
+    compute_loss(logits, batch, LossConfig(kind="token", uncertainty="gate", uncertainty_threshold=threshold)).loss.backward()
+    unsure = batch.policy_BT & (entropy / np.log(50) > threshold)
+    sure = batch.policy_BT & ~unsure
+    assert unsure.any() and sure.any()
+    assert logits.grad[unsure].abs().sum() == 0 and (logits.grad[sure].abs().sum(-1) > 0).all()
+
+
+def test_step_outcome_credits_each_step_with_the_reward_to_go() -> None:
+    eps = episodes(n=2)
+    rewarded = dataclasses.replace(eps[1], steps=(eps[1].steps[0], dataclasses.replace(eps[1].steps[1], reward=1.0)))
+    batch = make_batch([eps[0], rewarded])
+    logits = logits_for(batch)
+    loss = compute_loss(logits, batch, LossConfig(kind="step_outcome")).loss
+    expected = naive_unit_pg(logits, batch, [(0, 0), (1, 0), (1, 1)], [0.0, 1.0, 1.0])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_reward_weighted_regression_weighs_better_units_exponentially() -> None:
+    eps = with_critiques(episodes(n=2), [[10.0], [0.0, 0.0]])
+    batch = make_batch(eps, critic="critic")
+    logits = logits_for(batch)
+    loss = compute_loss(logits, batch, LossConfig(kind="episode_critique", objective="rwr", rwr_temperature=0.5)).loss
+    logq = torch.log_softmax(logits, -1).gather(-1, batch.targets_BT.unsqueeze(-1)).squeeze(-1)
+    advantage = torch.tensor([0.5, -0.5])
+    w = torch.exp((advantage - 0.5) / 0.5)
+    w = w / w.mean()
+    sums = torch.stack([logq[b][batch.policy_BT[b]].sum() for b in range(2)])
+    assert loss.item() == pytest.approx((-(w * sums).sum() / batch.policy_BT.sum()).item(), rel=1e-5)

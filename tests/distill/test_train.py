@@ -10,7 +10,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from opd.agents.critic import CriticConfig
 from opd.agents.policy import SamplingConfig
+from opd.agents.self_teacher import SelfTeacherConfig
 from opd.agents.tiny import build_tiny_model, build_word_tokenizer
 from opd.distill import train as train_module
 from opd.distill.config import TrainConfig, load_config
@@ -110,8 +112,17 @@ def test_config_files_and_typos(tmp_path: Path) -> None:
     toml.write_text('student = "s"\nteacher = "t"\nupdates = 7\n[loss]\nkind = "hybrid"\nhybrid_weights = {token = 1.0, episode = 0.5}\n')
     loaded = load_config(toml)
     assert loaded.updates == 7 and loaded.loss.kind == "hybrid" and dict(loaded.loss.hybrid_weights) == {"token": 1.0, "episode": 0.5}
-    with pytest.raises(ConfigError, match="needs a teacher"):
+    with pytest.raises(ConfigError, match="needs token log-probs from a teacher"):
         TrainConfig(student="s")
+    with pytest.raises(ConfigError, match="needs step critiques"):
+        TrainConfig(student="s", loss=LossConfig(kind="step_critique"))
+    with pytest.raises(ConfigError, match="not both"):
+        TrainConfig(student="s", teacher="t", self_teacher=SelfTeacherConfig())
+    path.write_text("student: s\ncritic:\n  model: openai/judge\n  scor_max: 5\nloss:\n  kind: step_critique\n")
+    with pytest.raises(ConfigError, match="critic: unknown key 'scor_max'. Did you mean 'score_max'"):
+        load_config(path)
+    path.write_text("student: s\ncritic:\n  model: openai/judge\n  api_base: http://127.0.0.1:1/v1\nloss:\n  kind: step_critique\n")
+    assert load_config(path).critic == CriticConfig(model="openai/judge", api_base="http://127.0.0.1:1/v1")
     assert TrainConfig(student="s", loss=LossConfig(kind="sft")).teacher is None
 
 
