@@ -43,7 +43,7 @@ from opd.distill.sft import sft
 from opd.distill.train import TrainResult, train
 from opd.envs import ToolEnv, play_expert
 
-__all__ = ["DemoConfig", "DemoResult", "run_demo"]
+__all__ = ["DemoConfig", "DemoResult", "demo_models", "run_demo"]
 
 Report = Callable[[str], None]
 
@@ -88,16 +88,11 @@ class DemoResult:
 
 
 def run_demo(config: DemoConfig, *, report: Report = print) -> DemoResult:
-    torch.manual_seed(config.seed)
     work = Path(config.workdir)
     options = dict(config.suite_options)
-    models = work / "models" / _recipe_hash(config)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    teacher_dir, student_dir = models / "teacher", models / "student-start"
-    if not (teacher_dir / "config.json").is_file():
-        report("building the tokenizer and training the teacher on scripted-expert demonstrations (cached afterwards)")
-        _build_models(config, models, report)
+    teacher_dir, student_dir = demo_models(config, report=report)
     timings["teacher (build or load)"] = time.perf_counter() - started
     teacher = CausalLMPolicy.from_pretrained(str(teacher_dir))
     teacher_eval, _ = evaluate(teacher, "calculator", suite_options=options, episodes=config.eval_episodes)
@@ -118,6 +113,16 @@ def run_demo(config: DemoConfig, *, report: Report = print) -> DemoResult:
     plot = _plot(work / "success_vs_tokens.png", arms, teacher_eval, start_eval)
     (work / "results.json").write_text(json.dumps(_summary(teacher_eval, start_eval, arms, timings), indent=2))
     return DemoResult(teacher_eval, start_eval, arms, timings, plot)
+
+
+def demo_models(config: DemoConfig, *, report: Report = print) -> tuple[Path, Path]:
+    """The demo's teacher and student-start directories, built on first use and cached per recipe."""
+    torch.manual_seed(config.seed)
+    models = Path(config.workdir) / "models" / _recipe_hash(config)
+    if not (models / "teacher" / "config.json").is_file():
+        report("building the tokenizer and training the teacher on scripted-expert demonstrations (cached afterwards)")
+        _build_models(config, models, report)
+    return models / "teacher", models / "student-start"
 
 
 def _arm_config(config: DemoConfig, arm: str, loss: LossConfig, offpolicy: float, lr: float, student: Path, teacher: Path) -> TrainConfig:

@@ -49,7 +49,13 @@ CELLS: tuple[Cell, ...] = (
         for g in ("token", "step", "episode", "hybrid")
     ),
     *(
-        Cell("outcome", "white-box", g, None, "a local model grades through the black-box path: serve it (transformers serve, vLLM) as critic")
+        Cell(
+            "outcome",
+            "white-box",
+            g,
+            None,
+            "a local model grades through the black-box path: serve it (transformers serve, vLLM) as critic",
+        )
         for g in ("token", "step", "episode", "hybrid")
     ),
     Cell("outcome", "black-box", "token", None, _NO_TOKEN_OUTCOME),
@@ -64,7 +70,9 @@ CELLS: tuple[Cell, ...] = (
     Cell("outcome", "teacher-free", "token", None, _NO_TOKEN_OUTCOME),
     Cell("outcome", "teacher-free", "step", {"loss": {"kind": "step_outcome"}}),
     Cell("outcome", "teacher-free", "episode", {"loss": {"kind": "episode_outcome"}}),
-    Cell("outcome", "teacher-free", "hybrid", {"loss": {"kind": "hybrid", "hybrid_weights": {"step_outcome": 1.0, "episode_outcome": 1.0}}}),
+    Cell(
+        "outcome", "teacher-free", "hybrid", {"loss": {"kind": "hybrid", "hybrid_weights": {"step_outcome": 1.0, "episode_outcome": 1.0}}}
+    ),
     *(
         Cell("self-play", access, g, None, "self-play means the student is its own teacher")
         for access in ("white-box", "black-box")
@@ -77,6 +85,9 @@ CELLS: tuple[Cell, ...] = (
         "self-play",
         "teacher-free",
         "hybrid",
-        {"self_teacher": {"context": "none", "ema_decay": 0.9}, "loss": {"kind": "hybrid", "hybrid_weights": {"token": 1.0, "episode": 0.1}}},
+        {
+            "self_teacher": {"context": "none", "ema_decay": 0.9},
+            "loss": {"kind": "hybrid", "hybrid_weights": {"token": 1.0, "episode": 0.1}},
+        },
     ),
 )
