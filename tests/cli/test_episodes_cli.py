@@ -111,3 +111,23 @@ def test_played_expert_episodes_go_to_the_store(tmp_path: Path) -> None:
     with TrajectoryStore(path) as store:
         assert store.count_episodes() == 4
         assert all(e.success for b in store.iter_episodes() for e in b)
+
+
+def test_show_prints_the_critique_cost_ledger_and_unannotated_steps(tmp_path: Path) -> None:
+    from opd.trajectories import StepCritique
+
+    path = tmp_path / "store.db"
+    usage = {"calls": 2, "cached": 1, "prompt_tokens": 300, "completion_tokens": 40, "cost_usd": 0.0125}
+    with TrajectoryStore(path) as store:
+        run = store.add_run(Run(name="critic"))
+        episode = make_episode(np.random.default_rng(1), run, steps=2, annotated=False)
+        critiques = (
+            StepCritique("critic:openai/judge", 0, 8.0, "Right call.", uncertainty=0.25, usage=usage),
+            StepCritique("critic:openai/judge", 1, None, error="request failed: Timeout", usage={**usage, "cost_usd": None}),
+        )
+        store.write_episode(dataclasses.replace(episode, annotations=dataclasses.replace(episode.annotations, critiques=critiques)))
+    output = invoke("episodes", "show", episode.id, "--store", str(path))
+    assert "score 8.00 (uncertainty 0.25): Right call." in output
+    assert "unannotated: request failed: Timeout" in output
+    assert "2 calls + 1 cached; 300 prompt + 40 completion tokens; $0.0125" in output
+    assert "critique cost of this episode: 4 calls + 2 cached; 600 prompt + 80 completion tokens; cost unknown" in output

@@ -177,3 +177,16 @@ def test_best_successes_keeps_each_tasks_best_verified_success(models) -> None:
         dataclasses.replace(b, success=False),
     ]
     assert [e.id for e in best_successes(pool)] == ["best"]
+
+
+def test_a_self_teacher_without_privilege_agrees_with_the_students_own_logprobs(models) -> None:
+    """Scoring alignment check: an EMA copy that has not moved yet is the student, so it must give the sampled log-probs."""
+    from opd.distill.batch import make_batch
+
+    policy, episodes = student_episodes(models)
+    teacher = SelfTeacher(policy, SelfTeacherConfig(context="none", ema_decay=0.5), k=len(policy.tokenizer))  # every token in the top k
+    annotated = [dataclasses.replace(e, annotations=a) for e, a in zip(episodes, teacher.annotate(episodes), strict=True)]
+    batch = make_batch(annotated, teacher=teacher.name)
+    mask = batch.policy_BT
+    # The store keeps teacher log-probs in float16: spacing 2**-8 between 4 and 8, so half of that is the rounding error.
+    assert np.allclose(batch.teacher_sampled_BT[mask].numpy(), batch.sampled_logprobs_BT[mask].numpy(), atol=2**-9)
