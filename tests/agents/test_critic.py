@@ -175,7 +175,7 @@ def train_judge_model(directory: Path) -> Path:
     target = '{"score": 7, "rationale": "The step is fine."}'
     tokenizer = build_tiny_tokenizer(directory, chat_template=TINY_CHAT_TEMPLATE)
     model = build_tiny_model(tokenizer, directory, layers=1, hidden=32, heads=2)
-    asked = [critique_messages(e, s.index, CONFIG) for e in episodes(3, steps=2) for s in e.steps]  # what it will be asked
+    asked = [critique_messages(e, s.index, CONFIG) for e in episodes(2, steps=2) for s in e.steps]  # exactly what it will be asked
     prompts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in asked]
     rows = [
         (tokenizer(p, add_special_tokens=False).input_ids, tokenizer(target + "<|im_end|>", add_special_tokens=False).input_ids)
