@@ -30,7 +30,7 @@ policy tokens (demonstrations, or self-imitation of verified successes).
 
 Uncertainty (off by default): ``uncertainty="weight"`` scales each token's
 divergence by 1 - u, where u is the teacher's normalised entropy at that token
-(entropy over its top k plus the tail, divided by log V), and each critiqued
+(entropy over its top k plus the tail, divided by log(k + 1)), and each critiqued
 step by 1 - u, where u is the critic's uncertainty; ``"gate"`` drops tokens and
 steps with u above ``uncertainty_threshold`` instead.
 """
@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -51,7 +51,7 @@ from opd.distill.sampled import token_logprobs
 from opd.distill.token_divergence import token_divergence
 from opd.errors import ConfigError
 
-__all__ = ["LOSS_KINDS", "LOSS_TERMS", "LossConfig", "LossResult", "compute_loss"]
+__all__ = ["LOSS_KINDS", "LOSS_TERMS", "LossConfig", "LossResult", "LossTotals", "compute_loss", "loss_totals", "teacher_uncertainty"]
 
 LOSS_TERMS = ("token", "step", "episode", "step_critique", "step_outcome", "episode_critique", "episode_outcome", "sft")
 LOSS_KINDS = (*LOSS_TERMS, "hybrid")
@@ -109,40 +109,119 @@ class LossConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class LossTotals:
+    """What each term's mean divides by (and the episode baselines' sums): one batch's own, or summed over ranks.
+
+    Under data parallelism each rank holds a shard of the global batch and divides
+    by the *global* totals, so the ranks' losses add up to the loss of the whole
+    batch exactly; a per-rank mean averaged over ranks would not be the global mean
+    when shards hold different numbers of tokens (see opd/distill/distributed.py).
+    The one exception is ``objective: rwr``, whose weights are normalised per shard.
+    """
+
+    values: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def summed(cls, parts: Iterable[LossTotals]) -> LossTotals:
+        total: dict[str, float] = {}
+        for part in parts:
+            for key, value in part.values.items():
+                total[key] = total.get(key, 0.0) + value
+        return cls(total)
+
+    def __getitem__(self, key: str) -> float:
+        return self.values.get(key, 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class LossResult:
     loss: Tensor  # scalar, differentiable
     metrics: dict[str, float]
 
 
-def compute_loss(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig) -> LossResult:
-    """The configured loss on ``batch``; ``logits_BTV`` are the student's logits on ``batch.input_ids_BT``."""
+def loss_totals(batch: EpisodeBatch, config: LossConfig) -> LossTotals:
+    """The totals of ``batch`` alone (sum them over ranks for a data-parallel step)."""
+    values: dict[str, float] = {}
+    for term in config.terms:
+        if term == "token":
+            values["token/weight"] = float(_token_weights(batch, config).sum())
+        elif term == "step":
+            values["step/steps"] = float((_step_sums(_token_weights(batch, config), batch) > 0).sum())
+        elif term == "sft":
+            values["sft/tokens"] = float(batch.policy_tokens)
+        else:
+            returns_U, weights_U, present_U, tokens_U = _units(term, batch, config)
+            values[f"{term}/units"] = float(present_U.sum())
+            values[f"{term}/returns"] = float(returns_U[present_U].sum())
+            values[f"{term}/tokens"] = float(tokens_U[present_U].sum())
+    return LossTotals(values)
+
+
+def compute_loss(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig, totals: LossTotals | None = None) -> LossResult:
+    """The configured loss on ``batch``; ``logits_BTV`` are the student's logits on ``batch.input_ids_BT``.
+
+    ``totals``: what the means divide by; default the batch's own (:func:`loss_totals`).
+    """
     parts = config.terms
-    terms = {name: _TERMS[name](logits_BTV, batch, config) for name in parts}
+    totals = loss_totals(batch, config) if totals is None else totals
+    terms = {name: _term(name, logits_BTV, batch, config, totals) for name in parts}
     loss = sum(weight * terms[name] for name, weight in parts.items())
     metrics = {f"loss/{name}": float(value.detach()) for name, value in terms.items()}
     metrics["loss"] = float(loss.detach())
     return LossResult(loss=loss, metrics=metrics)
 
 
-def _per_token(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig) -> tuple[Tensor, Tensor]:
-    """Per-token divergences and per-token weights (1 unless uncertainty weighting is on)."""
+def _term(name: str, logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig, totals: LossTotals) -> Tensor:
+    if name == "token":
+        values_BT = _per_token(logits_BTV, batch, config)
+        weights_BT = _token_weights(batch, config).to(values_BT.device)
+        return torch.where(weights_BT > 0, values_BT * weights_BT, 0.0).sum() / max(totals["token/weight"], 1e-8)
+    if name == "step":
+        values_BT = _per_token(logits_BTV, batch, config)
+        weights_BT = _token_weights(batch, config).to(values_BT.device)
+        sums = _step_sums(torch.where(weights_BT > 0, values_BT * weights_BT, 0.0), batch)
+        counts = _step_sums(weights_BT, batch)
+        present = counts > 0
+        return (sums[present] / counts[present]).sum() / max(totals["step/steps"], 1.0)
+    logq_BT = torch.where(batch.policy_BT, token_logprobs(logits_BTV, batch.targets_BT), 0.0)
+    if name == "sft":
+        return -logq_BT.sum() / max(totals["sft/tokens"], 1.0)
+    returns_U, weights_U, present_U, _ = _units(name, batch, config)
+    logq_U = logq_BT.sum(-1) if returns_U.dim() == 1 else _step_sums(logq_BT, batch)
+    advantage = (returns_U[present_U] - totals[f"{name}/returns"] / max(totals[f"{name}/units"], 1.0)).to(logq_U.device)
+    if config.objective == "rwr" and name != "episode":
+        scale = torch.exp((advantage - advantage.max()) / config.rwr_temperature) if advantage.numel() else advantage
+        scale = (scale / scale.mean()).clamp(max=20.0) if advantage.numel() else scale
+    else:
+        scale = advantage
+    weights = weights_U[present_U].to(logq_U.device)
+    return -(weights * scale * logq_U[present_U]).sum() / max(totals[f"{name}/tokens"], 1.0)
+
+
+def _per_token(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig) -> Tensor:
     if batch.teacher is None:
         raise ConfigError(f"A {config.kind!r} loss needs teacher token annotations; this batch has none.")
     divergence = get_divergence(config.divergence, **config.divergence_params)
-    values_BT = token_divergence(logits_BTV, batch.teacher, divergence, mask_BT=batch.policy_BT)
+    return token_divergence(logits_BTV, batch.teacher, divergence, mask_BT=batch.policy_BT)
+
+
+def _token_weights(batch: EpisodeBatch, config: LossConfig) -> Tensor:
+    """(B, T) weight of each target in the logit losses: 1 on policy tokens, scaled or gated by the teacher's uncertainty."""
     weights_BT = batch.policy_BT.float()
-    if config.uncertainty != "none":
-        weights_BT = weights_BT * _confidence(_teacher_uncertainty(batch, logits_BTV.shape[-1]), config)
-    return values_BT, weights_BT
+    if config.uncertainty == "none":
+        return weights_BT
+    if batch.teacher is None:
+        raise ConfigError(f"A {config.kind!r} loss needs teacher token annotations; this batch has none.")
+    return weights_BT * _confidence(teacher_uncertainty(batch), config)
 
 
-def _teacher_uncertainty(batch: EpisodeBatch, vocab_size: int) -> Tensor:
-    """(B, T) the teacher's entropy over its top k plus the tail bucket, divided by log V (a lower bound on the true entropy)."""
+def teacher_uncertainty(batch: EpisodeBatch) -> Tensor:
+    """(B, T) the teacher's entropy over its top k plus the tail bucket, divided by log(k + 1), its largest value."""
     assert batch.teacher is not None
-    p_BTK = batch.teacher.logprobs.float().exp()
+    logprobs_BTK = batch.teacher.logprobs.float()
     tail_BT = batch.teacher.tail_mass.float()
-    entropy_BT = -(p_BTK * batch.teacher.logprobs.float()).sum(-1) - tail_BT * tail_BT.clamp_min(1e-30).log()
-    return (entropy_BT / math.log(vocab_size)).clamp(0.0, 1.0)
+    entropy_BT = -(logprobs_BTK.exp() * logprobs_BTK).sum(-1) - tail_BT * tail_BT.clamp_min(1e-30).log()
+    return (entropy_BT / math.log(logprobs_BTK.shape[-1] + 1)).clamp(0.0, 1.0)
 
 
 def _confidence(uncertainty: Tensor, config: LossConfig) -> Tensor:
@@ -153,64 +232,35 @@ def _confidence(uncertainty: Tensor, config: LossConfig) -> Tensor:
     return 1.0 - known
 
 
-def token_loss(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig) -> Tensor:
-    values_BT, weights_BT = _per_token(logits_BTV, batch, config)
-    return torch.where(weights_BT > 0, values_BT * weights_BT, 0.0).sum() / weights_BT.sum().clamp_min(1e-8)
-
-
-def step_loss(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig) -> Tensor:
-    values_BT, weights_BT = _per_token(logits_BTV, batch, config)
-    group_BT = _step_groups(batch)
-    mask = weights_BT > 0
-    size = group_BT.numel() and int(group_BT.max()) + 1
-    sums = torch.zeros(size, dtype=values_BT.dtype, device=values_BT.device).index_add(0, group_BT[mask], (values_BT * weights_BT)[mask])
-    counts = torch.zeros_like(sums).index_add(0, group_BT[mask], weights_BT[mask])
-    present = counts > 0
-    return (sums[present] / counts[present]).mean() if bool(present.any()) else values_BT.sum() * 0.0
-
-
-def episode_loss(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig) -> Tensor:
-    if config.episode_return == "outcome":
-        return episode_outcome_loss(logits_BTV, batch, config)
-    if batch.teacher_sampled_BT is None:
-        raise ConfigError("episode_return='reverse_kl' needs teacher annotations; use 'outcome' without a teacher.")
-    mask = batch.policy_BT
-    estimate_BT = torch.where(mask, batch.sampled_logprobs_BT - batch.teacher_sampled_BT, torch.zeros_like(batch.sampled_logprobs_BT))
-    logq_B, tokens_B = _unit_logprobs(logits_BTV, batch, per_step=False)
-    return _policy_gradient(logq_B, tokens_B, -estimate_BT.sum(dim=-1), torch.ones_like(tokens_B), "pg", config)
-
-
-def step_critique_loss(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig) -> Tensor:
-    scores_BS, weights_BS = _critic_tensors(batch, config)
-    logq_BS, tokens_BS = _unit_logprobs(logits_BTV, batch, per_step=True)
-    return _policy_gradient(logq_BS, tokens_BS, scores_BS, weights_BS, config.objective, config)
-
-
-def step_outcome_loss(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig) -> Tensor:
-    to_go_BS = batch.step_rewards_BS.flip(-1).cumsum(-1).flip(-1)  # reward from each step to the episode's end
-    logq_BS, tokens_BS = _unit_logprobs(logits_BTV, batch, per_step=True)
-    return _policy_gradient(logq_BS, tokens_BS, to_go_BS, torch.ones_like(to_go_BS), config.objective, config)
-
-
-def episode_critique_loss(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig) -> Tensor:
-    scores_BS, weights_BS = _critic_tensors(batch, config)
-    scored_BS = ~scores_BS.isnan() & (weights_BS > 0)
-    count_B = scored_BS.sum(-1)
-    mean_B = torch.where(scored_BS, scores_BS * weights_BS, 0.0).sum(-1) / torch.where(scored_BS, weights_BS, 0.0).sum(-1).clamp_min(1e-8)
-    logq_B, tokens_B = _unit_logprobs(logits_BTV, batch, per_step=False)
-    return _policy_gradient(
-        logq_B, tokens_B, torch.where(count_B > 0, mean_B, torch.nan), torch.ones_like(mean_B), config.objective, config
-    )
-
-
-def episode_outcome_loss(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig) -> Tensor:
-    logq_B, tokens_B = _unit_logprobs(logits_BTV, batch, per_step=False)
-    return _policy_gradient(logq_B, tokens_B, batch.rewards_B.to(logq_B.device), torch.ones_like(tokens_B), config.objective, config)
-
-
-def sft_loss(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig) -> Tensor:
-    logq_BT = token_logprobs(logits_BTV, batch.targets_BT)
-    return -torch.where(batch.policy_BT, logq_BT, 0.0).sum() / batch.policy_BT.sum().clamp_min(1)
+def _units(term: str, batch: EpisodeBatch, config: LossConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """For an outcome term: per unit (episode (B,) or step (B, S)) its return, weight, whether it counts, and its policy tokens."""
+    per_step = term in ("step_critique", "step_outcome")
+    tokens_U = _step_sums(batch.policy_BT.float(), batch) if per_step else batch.policy_BT.float().sum(-1)
+    weights_U = torch.ones_like(tokens_U)
+    if term == "episode":
+        if config.episode_return == "outcome":
+            returns_U = batch.rewards_B
+        elif batch.teacher_sampled_BT is None:
+            raise ConfigError("episode_return='reverse_kl' needs teacher annotations; use 'outcome' without a teacher.")
+        else:
+            estimate_BT = torch.where(batch.policy_BT, batch.sampled_logprobs_BT - batch.teacher_sampled_BT, 0.0)
+            returns_U = -estimate_BT.sum(dim=-1)
+    elif term == "episode_outcome":
+        returns_U = batch.rewards_B
+    elif term == "step_outcome":
+        returns_U = batch.step_rewards_BS.flip(-1).cumsum(-1).flip(-1)  # reward from each step to the episode's end
+    else:
+        scores_BS, step_weights_BS = _critic_tensors(batch, config)
+        if term == "step_critique":
+            returns_U, weights_U = scores_BS, step_weights_BS
+        else:  # episode_critique: the weighted mean score of the episode's graded steps
+            scored_BS = ~scores_BS.isnan() & (step_weights_BS > 0)
+            weight_B = torch.where(scored_BS, step_weights_BS, 0.0).sum(-1)
+            mean_B = torch.where(scored_BS, scores_BS * step_weights_BS, 0.0).sum(-1) / weight_B.clamp_min(1e-8)
+            returns_U = torch.where(scored_BS.any(-1), mean_B, torch.nan)
+    returns_U = returns_U.to(tokens_U.device)
+    present_U = ~returns_U.isnan() & (tokens_U > 0) & (weights_U > 0)
+    return torch.nan_to_num(returns_U), weights_U, present_U, tokens_U
 
 
 def _critic_tensors(batch: EpisodeBatch, config: LossConfig) -> tuple[Tensor, Tensor]:
@@ -223,51 +273,10 @@ def _critic_tensors(batch: EpisodeBatch, config: LossConfig) -> tuple[Tensor, Te
     return batch.step_scores_BS, weights_BS
 
 
-def _step_groups(batch: EpisodeBatch) -> Tensor:
-    """(B, T) one id per (episode, step): b * S + step."""
-    steps = int(batch.steps_B.max())
-    return torch.arange(len(batch.steps_B), device=batch.step_BT.device)[:, None] * steps + batch.step_BT.clamp_min(0)
-
-
-def _unit_logprobs(logits_BTV: Tensor, batch: EpisodeBatch, *, per_step: bool) -> tuple[Tensor, Tensor]:
-    """Summed student log-prob and policy-token count per episode (B,) or per step (B, S)."""
-    logq_BT = torch.where(batch.policy_BT, token_logprobs(logits_BTV, batch.targets_BT), 0.0)
-    mask_BT = batch.policy_BT.to(logq_BT.dtype)
-    if not per_step:
-        return logq_BT.sum(-1), mask_BT.sum(-1)
+def _step_sums(values_BT: Tensor, batch: EpisodeBatch) -> Tensor:
+    """(B, S) the sum of ``values_BT`` over each step's policy tokens."""
     B, S = len(batch.steps_B), int(batch.steps_B.max())
-    group = _step_groups(batch).flatten()
-    logq = torch.zeros(B * S, dtype=logq_BT.dtype, device=logq_BT.device).index_add(0, group, logq_BT.flatten())
-    tokens = torch.zeros(B * S, dtype=logq_BT.dtype, device=logq_BT.device).index_add(0, group, mask_BT.flatten())
-    return logq.view(B, S), tokens.view(B, S)
-
-
-def _policy_gradient(logq_U: Tensor, tokens_U: Tensor, returns_U: Tensor, weights_U: Tensor, objective: str, config: LossConfig) -> Tensor:
-    """PG or RWR over units (episodes or steps) with a batch-mean baseline; NaN returns and zero weights drop out.
-
-    Normalised by the policy tokens of the units that count, so the scale matches the token losses.
-    """
-    returns_U, weights_U = returns_U.to(logq_U.device), weights_U.to(logq_U.device)
-    present = ~returns_U.isnan() & (tokens_U > 0) & (weights_U > 0)
-    if not bool(present.any()):
-        return logq_U.sum() * 0.0  # nothing to learn from in this batch (e.g. every step unannotated)
-    returns = returns_U[present]
-    advantage = (returns - returns.mean()).detach()
-    if objective == "rwr":
-        scale = torch.exp((advantage - advantage.max()) / config.rwr_temperature)
-        scale = (scale / scale.mean()).clamp(max=20.0)
-    else:
-        scale = advantage
-    return -(weights_U[present] * scale * logq_U[present]).sum() / tokens_U[present].sum().clamp_min(1)
-
-
-_TERMS = {
-    "token": token_loss,
-    "step": step_loss,
-    "episode": episode_loss,
-    "step_critique": step_critique_loss,
-    "step_outcome": step_outcome_loss,
-    "episode_critique": episode_critique_loss,
-    "episode_outcome": episode_outcome_loss,
-    "sft": sft_loss,
-}
+    group_BT = torch.arange(B, device=values_BT.device)[:, None] * S + batch.step_BT.to(values_BT.device).clamp_min(0)
+    mask = batch.policy_BT.to(values_BT.device)
+    sums = torch.zeros(B * S, dtype=values_BT.dtype, device=values_BT.device).index_add(0, group_BT[mask], values_BT[mask])
+    return sums.view(B, S)
