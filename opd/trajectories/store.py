@@ -48,6 +48,7 @@ class EpisodeFilter:
     has_annotation: str | None = None  # one of ANNOTATION_KINDS
     teacher: str | None = None  # with has_annotation: only that teacher's annotations count
     task_id: str | None = None
+    episode_id: str | None = None  # the full id
     min_reward: float | None = None  # inclusive
     max_reward: float | None = None  # inclusive
     has_errors: bool | None = None  # an error: a step with an error kind, or the episode failed
@@ -63,8 +64,14 @@ class EpisodeFilter:
 
     def where(self) -> list[sa.ColumnElement[bool]]:
         clauses = []
-        for column in ("run_id", "suite", "success", "task_id"):
-            if (value := getattr(self, column)) is not None:
+        for field, column in (
+            ("run_id", "run_id"),
+            ("suite", "suite"),
+            ("success", "success"),
+            ("task_id", "task_id"),
+            ("episode_id", "id"),
+        ):
+            if (value := getattr(self, field)) is not None:
                 clauses.append(_EPISODES.c[column] == value)
         if self.has_annotation is not None:
             table = _ANNOTATION_TABLES[self.has_annotation]
@@ -103,6 +110,7 @@ class EpisodeSummary:
     num_steps: int
     num_tokens: int
     policy_model: str
+    tokenizer: str
     created_at: Any
 
 
@@ -148,7 +156,7 @@ class TrajectoryStore:
         self._inserts = {table.name: BulkInsert.compile(table, dialect) for table in (_EPISODES, _STEPS, *_ANNOTATION_TABLES.values())}
 
     def __repr__(self) -> str:
-        return f"TrajectoryStore({self._engines.write.url.render_as_string(hide_password=True)!r})"
+        return f"TrajectoryStore({sa.make_url(self._engines.url).render_as_string(hide_password=True)!r})"
 
     def close(self) -> None:
         self._engines.dispose()
