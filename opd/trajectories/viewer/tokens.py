@@ -40,12 +40,15 @@ class TokenDecoder:
         self._tokenizer = tokenizer
         self._vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
 
-    def text(self, context: list[int], token: int) -> str:
-        """The text ``token`` adds after ``context`` (the few ids before it)."""
-        if not 0 <= token < self._vocab_size:
-            return f"#{token}"
+    def texts(self, context: list[int], tokens: list[int]) -> list[str]:
+        """The text each of ``tokens`` would add after ``context`` (the few ids before it)."""
         context = [t for t in context if 0 <= t < self._vocab_size]
         before = self._tokenizer.decode(context, skip_special_tokens=False)
+        return [self._after(context, before, token) for token in tokens]
+
+    def _after(self, context: list[int], before: str, token: int) -> str:
+        if not 0 <= token < self._vocab_size:
+            return f"#{token}"
         after = self._tokenizer.decode([*context, token], skip_special_tokens=False)
         if after.startswith(before):
             return after[len(before) :]
@@ -85,38 +88,29 @@ class TokenView:
 
 def token_views(step: Step, annotation: TokenLogprobs | None, decoder: TokenDecoder | None) -> list[TokenView]:
     """Every policy token of ``step``, with the teacher's view of it where ``annotation`` is given."""
-    positions = np.flatnonzero(step.policy_mask)
+    positions = np.flatnonzero(step.policy_mask).tolist()
     ids = step.token_ids.tolist()
-
-    def text(position: int, token: int) -> str:
-        return decoder.text(ids[max(0, position - _CONTEXT) : position], token) if decoder else f"#{token}"
-
     student = step.logprobs[positions]
+    alternatives = [[] for _ in positions] if annotation is None else annotation.token_ids[:, :ALTERNATIVES].tolist()
+
+    def texts(position: int, tokens: list[int]) -> list[str]:
+        if decoder is None:
+            return [f"#{t}" for t in tokens]
+        return decoder.texts(ids[max(0, position - _CONTEXT) : position], tokens)
+
+    texts_by_token = [texts(p, [ids[p], *alternatives[i]]) for i, p in enumerate(positions)]
     if annotation is None:
-        return [
-            TokenView(ids[p], text(p, ids[p]), _number(student[i]), None, None, None, False, ()) for i, p in enumerate(positions.tolist())
-        ]
+        return [TokenView(ids[p], texts_by_token[i][0], _number(student[i]), None, None, None, False, ()) for i, p in enumerate(positions)]
     teacher, in_topk = sampled_teacher_logprobs(step, annotation)
     divergence = student.astype(np.float64) - teacher
     bins = np.digitize(divergence, DIVERGENCE_BINS)
     views = []
-    for i, p in enumerate(positions.tolist()):
-        alternatives = tuple(
-            (text(p, int(t)), _number(lp))
-            for t, lp in zip(annotation.token_ids[i, :ALTERNATIVES], annotation.logprobs[i, :ALTERNATIVES], strict=True)
-        )
+    for i, p in enumerate(positions):
+        shown = tuple(zip(texts_by_token[i][1:], (_number(lp) for lp in annotation.logprobs[i, :ALTERNATIVES]), strict=True))
         d = _number(divergence[i])
+        bin_ = None if d is None else int(bins[i])
         views.append(
-            TokenView(
-                ids[p],
-                text(p, ids[p]),
-                _number(student[i]),
-                _number(teacher[i]),
-                d,
-                None if d is None else int(bins[i]),
-                not bool(in_topk[i]),
-                alternatives,
-            )
+            TokenView(ids[p], texts_by_token[i][0], _number(student[i]), _number(teacher[i]), d, bin_, not bool(in_topk[i]), shown)
         )
     return views
 

@@ -26,7 +26,7 @@ def test_token_texts_in_context_add_up_to_the_text(tmp_path: Path) -> None:
     assert "".join(v.text for v in views) == tokenizer.decode(ids[2:])
     assert any(v.text.startswith(" ") for v in views)  # a leading space kept, as a token alone would lose it at the start
     assert all(v.bin is None and v.teacher is None and v.student == -0.5 for v in views)
-    assert decoder.text([], 10**6) == "#1000000"  # outside the vocabulary
+    assert decoder.texts([], [10**6]) == ["#1000000"]  # outside the vocabulary
 
 
 def test_without_a_tokenizer_file_tokens_show_as_ids(tmp_path: Path) -> None:
