@@ -7,6 +7,7 @@ then only read (the read-only tests hash it before and after).
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,25 @@ def build_viewer_store(root: Path) -> ViewerStore:
         for i in range(0, len(episodes), 16):
             store.write_episodes(episodes[i : i + 16])
     return ViewerStore(path, (baseline, distilled), 30, long.id, hostile.id, errored.id, tuple(e.id for e in episodes))
+
+
+def ids_on(html: str) -> list[str]:
+    """The episode ids an episodes-table page links to, in order."""
+    return re.findall(r'href="/episodes/([0-9a-f]{32})"', html)
+
+
+def page_link(html: str, rel: str) -> str | None:
+    """The query string of the table's "newer" (rel="prev") or "older" (rel="next") link."""
+    found = re.search(rf'href="/episodes\\?([^"]+)" rel="{rel}"', html)
+    return found.group(1).replace("&amp;", "&") if found else None
+
+
+def every_listed_id(client) -> list[str]:
+    """Every episode id the episodes table shows, following "older" links from the first page (a TestClient)."""
+    seen, query = [], ""
+    while True:
+        page = client.get(f"/episodes?{query}")
+        assert page.status_code == 200
+        seen += ids_on(page.text)
+        if (query := page_link(page.text, "next")) is None:
+            return seen

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from trajectory_factories import make_episode
-from viewer_store import HOSTILE, ViewerStore
+from viewer_store import HOSTILE, ViewerStore, every_listed_id, ids_on, page_link
 
 from opd.trajectories import Run, TrajectoryStore
 from opd.trajectories.viewer import create_app
@@ -22,15 +21,6 @@ def client(viewer_store: ViewerStore) -> TestClient:
         yield test_client
 
 
-def ids_on(html: str) -> list[str]:
-    return re.findall(r'href="/episodes/([0-9a-f]{32})"', html)
-
-
-def next_link(html: str, rel: str) -> str | None:
-    found = re.search(rf'href="/episodes\?([^"]+)" rel="{rel}"', html)
-    return found.group(1).replace("&amp;", "&") if found else None
-
-
 def test_runs_page_shows_configs_and_stats(client: TestClient, viewer_store: ViewerStore) -> None:
     page = client.get("/")
     assert page.status_code == 200
@@ -41,16 +31,10 @@ def test_runs_page_shows_configs_and_stats(client: TestClient, viewer_store: Vie
 
 
 def test_every_episode_is_listed_once_across_pages(client: TestClient, viewer_store: ViewerStore) -> None:
-    seen, query = [], ""
-    while True:
-        page = client.get(f"/episodes?{query}")
-        assert page.status_code == 200
-        seen += ids_on(page.text)
-        if (query := next_link(page.text, "next")) is None:
-            break
+    seen = every_listed_id(client)
     assert seen == list(reversed(viewer_store.episode_ids)) and len(seen) > PAGE_SIZE
     last_page = client.get(f"/episodes?before={seen[PAGE_SIZE - 1]}")
-    back = client.get(f"/episodes?{next_link(last_page.text, 'prev')}")
+    back = client.get(f"/episodes?{page_link(last_page.text, 'prev')}")
     assert ids_on(back.text) == seen[:PAGE_SIZE]
 
 
