@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 import uvicorn
+from rich.markup import escape
 from sqlalchemy.engine import make_url
 
 from opd.cli.episodes import StoreOption
@@ -32,9 +33,10 @@ def view(
     except OpdError as exc:
         fail(str(exc))
     if not _is_loopback(host):
-        console.print(f"[yellow]warning:[/] binding {host}: anyone who can reach it can read every episode (there is no login).")
+        console.print(f"[yellow]warning:[/] binding {escape(host)}: anyone who can reach it can read every episode (there is no login).")
     shown = make_url(location).render_as_string(hide_password=True) if "://" in location else str(Path(location).resolve())
-    console.print(f"opd view: [bold]http://{host}:{port}/[/] (store {shown}, read-only); Ctrl+C stops.", soft_wrap=True, highlight=False)
+    url = escape(f"http://{host}:{port}/")
+    console.print(f"opd view: [bold]{url}[/] (store {escape(shown)}, read-only); Ctrl+C stops.", soft_wrap=True, highlight=False)
     uvicorn.run(create_app(location), host=host, port=port, log_level="warning")
 
 
