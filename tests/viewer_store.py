@@ -130,7 +130,7 @@ def ids_on(html: str) -> list[str]:
 
 def page_link(html: str, rel: str) -> str | None:
     """The query string of the table's "newer" (rel="prev") or "older" (rel="next") link."""
-    found = re.search(rf'href="/episodes\\?([^"]+)" rel="{rel}"', html)
+    found = re.search(rf'href="/episodes\?([^"]+)" rel="{rel}"', html)
     return found.group(1).replace("&amp;", "&") if found else None
 
 
@@ -141,5 +141,6 @@ def every_listed_id(client) -> list[str]:
         page = client.get(f"/episodes?{query}")
         assert page.status_code == 200
         seen += ids_on(page.text)
+        assert len(seen) == len(set(seen)), "the table showed an episode twice"  # and so would never end
         if (query := page_link(page.text, "next")) is None:
             return seen

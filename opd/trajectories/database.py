@@ -67,53 +67,50 @@ def normalise_url(location: str | Path) -> str:
 
 
 def open_engines(location: str | Path, *, create: bool, busy_timeout_s: float, read_only: bool = False) -> Engines:
-    if read_only:
-        return _open_read_only(location, busy_timeout_s)
+    """Engines over the store at ``location``, checked and migrated to the current schema.
+
+    ``read_only``: engines the database itself keeps from writing (SQLite ``mode=ro``, PostgreSQL
+    read-only transactions); nothing is migrated, so a store at an older schema is refused instead.
+    """
     url = normalise_url(location)
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        engine = sa.create_engine(url, pool_pre_ping=True)
-        engines = Engines(url, engine, engine)
-    else:
-        path = parsed.database
-        if path and path != ":memory:":
-            _check_sqlite_file(Path(path), create=create)
-            engines = Engines(url, _sqlite_engine(url, busy_timeout_s, write=False), _sqlite_engine(url, busy_timeout_s, write=True))
-        else:  # an in-memory database exists once, on one connection: reads and writes share it
-            engine = _sqlite_engine(url, busy_timeout_s, write=True)
-            engines = Engines(url, engine, engine)
+    engines = _read_only_engines(url, busy_timeout_s) if read_only else _engines(url, create, busy_timeout_s)
     try:
-        migrate(engines, display=url)
+        if read_only:
+            _check_current(engines, display=url)
+        else:
+            migrate(engines, display=url)
     except BaseException:
         engines.dispose()
         raise
     return engines
 
 
-def _open_read_only(location: str | Path, busy_timeout_s: float) -> Engines:
-    """Engines the database itself keeps from writing: SQLite opened with ``mode=ro``, PostgreSQL in read-only transactions.
+def _engines(url: str, create: bool, busy_timeout_s: float) -> Engines:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        engine = sa.create_engine(url, pool_pre_ping=True)
+        return Engines(url, engine, engine)
+    path = parsed.database
+    if path and path != ":memory:":
+        _check_sqlite_file(Path(path), create=create)
+        return Engines(url, _sqlite_engine(url, busy_timeout_s, write=False), _sqlite_engine(url, busy_timeout_s, write=True))
+    engine = _sqlite_engine(url, busy_timeout_s, write=True)  # an in-memory database exists once, on one connection
+    return Engines(url, engine, engine)
 
-    Nothing is migrated; a store whose schema is not the current one is refused with the command that migrates it.
-    """
-    url = normalise_url(location)
+
+def _read_only_engines(url: str, busy_timeout_s: float) -> Engines:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         # libpq's options: every transaction of the session is READ ONLY, so the server refuses any write.
         connect_args = {"options": "-c default_transaction_read_only=on"} if parsed.get_backend_name() == "postgresql" else {}
         engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
-    else:
-        path = parsed.database
-        if not path or path == ":memory:":
-            raise ConfigError("An in-memory store cannot be opened read-only: it would always be empty. Give a file or a URL.")
-        _check_sqlite_file(Path(path), create=False)
-        engine = _sqlite_engine(f"sqlite:///file:{quote(path)}?mode=ro&uri=true", busy_timeout_s, write=False, read_only=True)
-    engines = Engines(url, engine, engine)
-    try:
-        _check_current(engines, display=url)
-    except BaseException:
-        engines.dispose()
-        raise
-    return engines
+        return Engines(url, engine, engine)
+    path = parsed.database
+    if not path or path == ":memory:":
+        raise ConfigError("An in-memory store cannot be opened read-only: it would always be empty. Give a file or a URL.")
+    _check_sqlite_file(Path(path), create=False)
+    engine = _sqlite_engine(f"sqlite:///file:{quote(path)}?mode=ro&uri=true", busy_timeout_s, write=False, read_only=True)
+    return Engines(url, engine, engine)
 
 
 def _check_current(engines: Engines, *, display: str) -> None:
