@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch; on these machines it lies on local disk. Set TORCH_SPEC to pick another build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test test-fast lint bench bench-sandbox docker clean
+.PHONY: demo test test-fast lint bench bench-sandbox docker chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,14 +26,19 @@ demo: $(VENV)/.installed
 docker: $(VENV)/.installed
 	scripts/ensure-docker.sh $(BIN)/python || [ -z "$$CI" ]
 
+# Debian's Chromium for the viewer's browser tests (idempotent; see scripts/ensure-chromium.sh). As with Docker,
+# a failure stops a CI run and elsewhere only makes the browser tests skip, saying why.
+chromium:
+	scripts/ensure-chromium.sh || [ -z "$$CI" ]
+
 # Test services: the Docker Engine above and a throwaway PostgreSQL server (installed from Debian's packages
 # if missing). If one cannot start, its tests skip on a developer machine and fail in CI (CI=true), never silently.
-test: $(VENV)/.installed docker
+test: $(VENV)/.installed docker chromium
 	$(BIN)/ruff check opd tests benchmarks
 	OPD_TEST_POSTGRES_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m pytest
 
 test-fast: $(VENV)/.installed
-	$(BIN)/python -m pytest -m "not slow and not docker and not postgres"
+	$(BIN)/python -m pytest -m "not slow and not docker and not postgres and not browser"
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check opd tests benchmarks
@@ -41,6 +46,7 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/env_step.py
 	$(BIN)/python benchmarks/store.py
+	$(BIN)/python benchmarks/viewer.py
 
 bench-sandbox: docker
 	$(BIN)/python benchmarks/sandbox.py

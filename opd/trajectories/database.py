@@ -20,6 +20,7 @@ import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from alembic import command
@@ -30,7 +31,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-from opd.errors import NotAStoreError, SchemaTooNewError, StoreNotFoundError
+from opd.errors import ConfigError, NotAStoreError, SchemaTooNewError, StoreError, StoreNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -65,26 +66,69 @@ def normalise_url(location: str | Path) -> str:
     return f"sqlite:///{Path(text).expanduser().resolve()}"
 
 
-def open_engines(location: str | Path, *, create: bool, busy_timeout_s: float) -> Engines:
+def open_engines(location: str | Path, *, create: bool, busy_timeout_s: float, read_only: bool = False) -> Engines:
+    """Engines over the store at ``location``, checked and migrated to the current schema.
+
+    ``read_only``: engines the database itself keeps from writing (SQLite ``mode=ro``, PostgreSQL
+    read-only transactions); nothing is migrated, so a store at an older schema is refused instead.
+    """
     url = normalise_url(location)
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        engine = sa.create_engine(url, pool_pre_ping=True)
-        engines = Engines(url, engine, engine)
-    else:
-        path = parsed.database
-        if path and path != ":memory:":
-            _check_sqlite_file(Path(path), create=create)
-            engines = Engines(url, _sqlite_engine(url, busy_timeout_s, write=False), _sqlite_engine(url, busy_timeout_s, write=True))
-        else:  # an in-memory database exists once, on one connection: reads and writes share it
-            engine = _sqlite_engine(url, busy_timeout_s, write=True)
-            engines = Engines(url, engine, engine)
+    engines = _read_only_engines(url, busy_timeout_s) if read_only else _engines(url, create, busy_timeout_s)
     try:
-        migrate(engines, display=url)
+        if read_only:
+            _check_current(engines, display=url)
+        else:
+            migrate(engines, display=url)
     except BaseException:
         engines.dispose()
         raise
     return engines
+
+
+def _engines(url: str, create: bool, busy_timeout_s: float) -> Engines:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        engine = sa.create_engine(url, pool_pre_ping=True)
+        return Engines(url, engine, engine)
+    path = parsed.database
+    if path and path != ":memory:":
+        _check_sqlite_file(Path(path), create=create)
+        return Engines(url, _sqlite_engine(url, busy_timeout_s, write=False), _sqlite_engine(url, busy_timeout_s, write=True))
+    engine = _sqlite_engine(url, busy_timeout_s, write=True)  # an in-memory database exists once, on one connection
+    return Engines(url, engine, engine)
+
+
+def _read_only_engines(url: str, busy_timeout_s: float) -> Engines:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        # libpq's options: every transaction of the session is READ ONLY, so the server refuses any write.
+        connect_args = {"options": "-c default_transaction_read_only=on"} if parsed.get_backend_name() == "postgresql" else {}
+        engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        return Engines(url, engine, engine)
+    path = parsed.database
+    if not path or path == ":memory:":
+        raise ConfigError("An in-memory store cannot be opened read-only: it would always be empty. Give a file or a URL.")
+    _check_sqlite_file(Path(path), create=False)
+    engine = _sqlite_engine(f"sqlite:///file:{quote(path)}?mode=ro&uri=true", busy_timeout_s, write=False, read_only=True)
+    return Engines(url, engine, engine)
+
+
+def _check_current(engines: Engines, *, display: str) -> None:
+    """A store opened read-only must already be an opd store at the current schema (it cannot be migrated)."""
+    try:
+        with engines.read.connect() as connection:
+            tables = set(sa.inspect(connection).get_table_names())
+            current = MigrationContext.configure(connection).get_current_revision()
+    except sa.exc.DatabaseError as exc:
+        raise NotAStoreError(f"{display} is corrupt or not a readable database ({exc.orig}); it was left untouched.") from exc
+    if not tables:
+        raise NotAStoreError(f"{display} is empty: no trajectory store was ever written there.")
+    _check_ownership(display, tables, current)
+    if current != _script().get_current_head():
+        raise StoreError(
+            f"{display} has the older schema {current!r}; opening it read-only cannot migrate it. "
+            f"Migrate it once with a command that may write, e.g. `opd episodes list --store {display}`."
+        )
 
 
 def _check_sqlite_file(path: Path, *, create: bool) -> None:
@@ -140,7 +184,7 @@ def _known_revisions() -> set[str]:
     return {revision.revision for revision in _script().walk_revisions()}
 
 
-def _sqlite_engine(url: str, busy_timeout_s: float, *, write: bool) -> Engine:
+def _sqlite_engine(url: str, busy_timeout_s: float, *, write: bool, read_only: bool = False) -> Engine:
     memory = make_url(url).database in (None, "", ":memory:")
     options: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
     if memory:  # one shared connection, or each connection would see its own empty database
@@ -152,10 +196,13 @@ def _sqlite_engine(url: str, busy_timeout_s: float, *, write: bool) -> Engine:
         dbapi_connection.isolation_level = None  # the driver's implicit BEGIN would defeat BEGIN IMMEDIATE
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        if not memory:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable against process crashes
+        if read_only:  # mode=ro already refuses writes; query_only also refuses them on this connection
+            cursor.execute("PRAGMA query_only = ON")
+        else:
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if not memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable against process crashes
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -9,7 +9,7 @@ import numpy as np
 
 from opd.trajectories.records import Step, TokenLogprobs
 
-__all__ = ["StepDivergence", "step_divergence"]
+__all__ = ["StepDivergence", "sampled_teacher_logprobs", "step_divergence"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,10 +33,7 @@ def step_divergence(step: Step, annotation: TokenLogprobs) -> StepDivergence:
     if len(sampled) == 0:
         return StepDivergence(step.index, annotation.teacher, 0, math.nan, math.nan, 0)
     student = step.logprobs[step.policy_mask].astype(np.float64)
-    hits = annotation.token_ids == sampled[:, None]  # (P, K)
-    in_topk = hits.any(axis=1)
-    from_topk = np.where(hits, annotation.logprobs.astype(np.float64), 0.0).sum(axis=1)
-    teacher = np.where(in_topk, from_topk, np.log(np.maximum(annotation.tail_mass.astype(np.float64), 1e-30)))
+    teacher, in_topk = sampled_teacher_logprobs(step, annotation)
     return StepDivergence(
         step_index=step.index,
         teacher=annotation.teacher,
@@ -45,3 +42,16 @@ def step_divergence(step: Step, annotation: TokenLogprobs) -> StepDivergence:
         top1_agreement=float(np.mean(annotation.token_ids[:, 0] == sampled)),
         outside_topk=int((~in_topk).sum()),
     )
+
+
+def sampled_teacher_logprobs(step: Step, annotation: TokenLogprobs) -> tuple[np.ndarray, np.ndarray]:
+    """The teacher's log p(x) for each token x the policy sampled in ``step``, and whether x was in its top k.
+
+    Returns ``(logprobs_P, in_topk_P)``, float64 and bool, P = policy tokens. Outside the top k,
+    log p(x) is not known; log(tail mass) stands in for it, an upper bound.
+    """
+    sampled = step.token_ids[step.policy_mask]
+    hits = annotation.token_ids == sampled[:, None]  # (P, K)
+    in_topk = hits.any(axis=1)
+    from_topk = np.where(hits, annotation.logprobs.astype(np.float64), 0.0).sum(axis=1)
+    return np.where(in_topk, from_topk, np.log(np.maximum(annotation.tail_mass.astype(np.float64), 1e-30))), in_topk

@@ -23,7 +23,7 @@ from opd.trajectories.database import open_engines
 from opd.trajectories.records import Annotations, Episode, Run, Step, sum_usage
 from opd.trajectories.schema import CritiqueRow, EpisodeRow, EpisodeScoreRow, RunRow, StepRow, TokenLogprobsRow
 
-__all__ = ["ANNOTATION_KINDS", "EpisodeFilter", "EpisodeSummary", "TrajectoryStore"]
+__all__ = ["ANNOTATION_KINDS", "EpisodeFilter", "EpisodeStats", "EpisodeSummary", "Outcome", "TrajectoryStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,13 @@ class EpisodeFilter:
     has_annotation: str | None = None  # one of ANNOTATION_KINDS
     teacher: str | None = None  # with has_annotation: only that teacher's annotations count
     task_id: str | None = None
+    episode_id: str | None = None  # the full id
+    min_reward: float | None = None  # inclusive
+    max_reward: float | None = None  # inclusive
+    has_errors: bool | None = None  # an error: a step with an error kind, or the episode failed
+    # A case-insensitive substring of the task id, the initial messages (system and task prompt) or any step's
+    # action or observation (so the final answer too). A LIKE scan: bound it with a limit on large stores.
+    text: str | None = None
 
     def __post_init__(self) -> None:
         if self.has_annotation is not None and self.has_annotation not in _ANNOTATION_TABLES:
@@ -57,8 +64,14 @@ class EpisodeFilter:
 
     def where(self) -> list[sa.ColumnElement[bool]]:
         clauses = []
-        for column in ("run_id", "suite", "success", "task_id"):
-            if (value := getattr(self, column)) is not None:
+        for field, column in (
+            ("run_id", "run_id"),
+            ("suite", "suite"),
+            ("success", "success"),
+            ("task_id", "task_id"),
+            ("episode_id", "id"),
+        ):
+            if (value := getattr(self, field)) is not None:
                 clauses.append(_EPISODES.c[column] == value)
         if self.has_annotation is not None:
             table = _ANNOTATION_TABLES[self.has_annotation]
@@ -66,6 +79,19 @@ class EpisodeFilter:
             if self.teacher is not None:
                 match = sa.and_(match, table.c.teacher == self.teacher)
             clauses.append(sa.exists().where(match))
+        if self.min_reward is not None:
+            clauses.append(_EPISODES.c.reward >= self.min_reward)
+        if self.max_reward is not None:
+            clauses.append(_EPISODES.c.reward <= self.max_reward)
+        if self.has_errors is not None:
+            step_error = sa.exists().where(_STEPS.c.episode_id == _EPISODES.c.id, _STEPS.c.error_kind.is_not(None))
+            errored = sa.or_(_EPISODES.c.termination == "failed", step_error)
+            clauses.append(errored if self.has_errors else sa.not_(errored))
+        if self.text:
+            step_text = sa.or_(_contains(_STEPS.c.action, self.text), _contains(_STEPS.c.observation, self.text))
+            in_steps = sa.exists().where(_STEPS.c.episode_id == _EPISODES.c.id, step_text)
+            task = sa.or_(_contains(_EPISODES.c.task_id, self.text), _contains(sa.cast(_EPISODES.c.initial_messages, sa.Text), self.text))
+            clauses.append(sa.or_(task, in_steps))
         return clauses
 
 
@@ -84,24 +110,53 @@ class EpisodeSummary:
     num_steps: int
     num_tokens: int
     policy_model: str
+    tokenizer: str
     created_at: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeStats:
+    """Aggregates over the episodes of one run on one suite."""
+
+    run_id: str
+    suite: str
+    episodes: int
+    successes: int
+    failed: int  # episodes that ended in an infrastructure failure
+    mean_reward: float
+    mean_steps: float
+    tokens: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How one episode ended, without anything else: what run comparisons need."""
+
+    task_id: str
+    seed: int | None
+    success: bool
+    reward: float
 
 
 class TrajectoryStore:
     """The trajectory store at ``location``: a path (SQLite) or a SQLAlchemy URL (``postgresql+psycopg://...``).
 
     ``create=False`` refuses to create a new SQLite file, for readers that
-    expect an existing store.
+    expect an existing store. ``read_only=True`` opens an existing store so
+    that the database itself refuses writes (SQLite ``mode=ro``, PostgreSQL
+    read-only transactions) and migrates nothing: for viewers.
     """
 
-    def __init__(self, location: str | Path = "sqlite://", *, create: bool = True, busy_timeout_s: float = 60.0) -> None:
-        self._engines = open_engines(location, create=create, busy_timeout_s=busy_timeout_s)
+    def __init__(
+        self, location: str | Path = "sqlite://", *, create: bool = True, read_only: bool = False, busy_timeout_s: float = 60.0
+    ) -> None:
+        self._engines = open_engines(location, create=create and not read_only, read_only=read_only, busy_timeout_s=busy_timeout_s)
         self.url = self._engines.url
         dialect = self._engines.write.dialect
         self._inserts = {table.name: BulkInsert.compile(table, dialect) for table in (_EPISODES, _STEPS, *_ANNOTATION_TABLES.values())}
 
     def __repr__(self) -> str:
-        return f"TrajectoryStore({self._engines.write.url.render_as_string(hide_password=True)!r})"
+        return f"TrajectoryStore({sa.make_url(self._engines.url).render_as_string(hide_password=True)!r})"
 
     def close(self) -> None:
         self._engines.dispose()
@@ -186,9 +241,13 @@ class TrajectoryStore:
         with self._engines.read.connect() as connection:
             return connection.execute(sa.select(_EPISODES.c.pk).where(_EPISODES.c.id == episode_id)).first() is not None
 
-    def count_episodes(self, where: EpisodeFilter = EpisodeFilter()) -> int:
+    def count_episodes(self, where: EpisodeFilter = EpisodeFilter(), *, at_most: int | None = None) -> int:
+        """How many episodes match; with ``at_most``, counting stops there (a bounded cost on large stores)."""
+        matching = sa.select(sa.literal(1)).select_from(_EPISODES).where(*where.where())
+        if at_most is not None:
+            matching = matching.limit(at_most)
         with self._engines.read.connect() as connection:
-            return connection.execute(sa.select(sa.func.count()).select_from(_EPISODES).where(*where.where())).scalar_one()
+            return connection.execute(sa.select(sa.func.count()).select_from(matching.subquery())).scalar_one()
 
     def critique_usage(self, where: EpisodeFilter = EpisodeFilter()) -> dict[str, float | None]:
         """The cost ledger of the critiques on matching episodes: steps graded, unannotated, calls, tokens, dollars."""
@@ -200,13 +259,81 @@ class TrajectoryStore:
             rows = connection.execute(query).all()
         return {"steps": len(rows), "unannotated": sum(r.score is None for r in rows), **sum_usage(r.usage for r in rows)}
 
-    def list_episodes(self, where: EpisodeFilter = EpisodeFilter(), *, limit: int = 50, offset: int = 0) -> list[EpisodeSummary]:
-        """Episode headers, newest first, without loading steps."""
+    def list_episodes(
+        self,
+        where: EpisodeFilter = EpisodeFilter(),
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        before: str | None = None,
+        after: str | None = None,
+    ) -> list[EpisodeSummary]:
+        """Episode headers, newest first, without loading steps.
+
+        ``before``/``after`` (an episode id) page by key: only episodes written
+        before (after) that one, a cost independent of how deep the page is.
+        """
         columns = [_EPISODES.c[f.name] for f in dataclasses.fields(EpisodeSummary)]
-        query = sa.select(*columns).where(*where.where()).order_by(_EPISODES.c.pk.desc()).limit(limit).offset(offset)
+        query = sa.select(*columns).where(*where.where())
+        if before is not None:
+            query = query.where(_EPISODES.c.pk < _pk_of(before))
+        if after is not None:  # the oldest `limit` newer episodes, turned back to newest first below
+            query = query.where(_EPISODES.c.pk > _pk_of(after)).order_by(_EPISODES.c.pk)
+        else:
+            query = query.order_by(_EPISODES.c.pk.desc())
         with self._engines.read.connect() as connection:
-            rows = connection.execute(query).mappings().all()
-        return [EpisodeSummary(**{**r, "created_at": convert.aware(r["created_at"])}) for r in rows]
+            rows = connection.execute(query.limit(limit).offset(offset)).mappings().all()
+        summaries = [EpisodeSummary(**{**r, "created_at": convert.aware(r["created_at"])}) for r in rows]
+        return summaries[::-1] if after is not None else summaries
+
+    def get_steps(self, episode_id: str, start: int = 0, stop: int | None = None) -> tuple[list[Step], Annotations]:
+        """Steps ``start`` to ``stop - 1`` of an episode (its full id), with their token annotations and critiques.
+
+        A long episode can so be read a piece at a time; episode scores belong to no step and are left out.
+        """
+        in_range = [_STEPS.c.episode_id == episode_id, _STEPS.c.index >= start]
+        if stop is not None:
+            in_range.append(_STEPS.c.index < stop)
+        with self._engines.read.connect() as connection:
+            rows = connection.execute(sa.select(_STEPS).where(*in_range).order_by(_STEPS.c.index)).mappings()
+            steps = [convert.step_from_row(r) for r in rows]
+            annotations = {}
+            for kind, read in (("token_logprobs", convert.token_logprobs_from_row), ("critiques", convert.critique_from_row)):
+                table = _ANNOTATION_TABLES[kind]
+                steps_of = [table.c.episode_id == episode_id, table.c.step_index >= start]
+                if stop is not None:
+                    steps_of.append(table.c.step_index < stop)
+                annotations[kind] = tuple(read(r) for r in connection.execute(sa.select(table).where(*steps_of)).mappings())
+        return steps, convert.sort_annotations(Annotations(**annotations))
+
+    def episode_stats(self) -> list[EpisodeStats]:
+        """Counts and means per (run, suite), in one grouped scan of the episode headers."""
+        e = _EPISODES.c
+        query = sa.select(
+            e.run_id,
+            e.suite,
+            sa.func.count(),
+            sa.func.sum(sa.cast(e.success, sa.Integer)),
+            sa.func.sum(sa.cast(e.termination == "failed", sa.Integer)),
+            sa.func.avg(e.reward),
+            sa.func.avg(e.num_steps),
+            sa.func.sum(e.num_tokens),
+        ).group_by(e.run_id, e.suite)
+        with self._engines.read.connect() as connection:
+            rows = connection.execute(query.order_by(e.run_id, e.suite)).all()
+        return [EpisodeStats(r[0], r[1], r[2], int(r[3]), int(r[4]), float(r[5]), float(r[6]), int(r[7])) for r in rows]
+
+    def suites(self) -> list[str]:
+        """The suites that have episodes in the store."""
+        with self._engines.read.connect() as connection:
+            return list(connection.execute(sa.select(_EPISODES.c.suite).distinct().order_by(_EPISODES.c.suite)).scalars())
+
+    def outcomes(self, run_id: str) -> list[Outcome]:
+        """How each episode of a run ended, oldest first."""
+        e = _EPISODES.c
+        query = sa.select(e.task_id, e.seed, e.success, e.reward).where(e.run_id == run_id).order_by(e.pk)
+        with self._engines.read.connect() as connection:
+            return [Outcome(*row) for row in connection.execute(query)]
 
     def iter_episodes(self, where: EpisodeFilter = EpisodeFilter(), *, batch_size: int = 64) -> Iterator[list[Episode]]:
         """Matching episodes, oldest first, in batches of at most ``batch_size``; memory holds one batch."""
@@ -250,6 +377,16 @@ def _annotation_rows(episode_id: str, annotations: Annotations, steps: Iterable[
                 f"the step has {expected} policy tokens."
             )
     return convert.annotation_rows(episode_id, annotations)
+
+
+def _contains(column: sa.ColumnElement[Any], text: str) -> sa.ColumnElement[bool]:
+    """Case-insensitive substring match; LIKE's wildcards in ``text`` match themselves."""
+    return column.icontains(text, autoescape=True)
+
+
+def _pk_of(episode_id: str) -> sa.ScalarSelect[Any]:
+    """The insertion position of an episode: the key that pages are cut at."""
+    return sa.select(_EPISODES.c.pk).where(_EPISODES.c.id == episode_id).scalar_subquery()
 
 
 def _steps(connection: sa.Connection, episode_ids: list[str]) -> dict[str, list[Step]]:
