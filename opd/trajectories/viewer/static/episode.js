@@ -103,10 +103,16 @@
       section.appendChild(block(s.error_kind ? "error" : "observation", s.observation, s.error_kind ? "result error" : "result"));
     }
     for (const c of s.critiques) {
-      const box = block("critique by " + c.teacher + (c.score === null ? "" : " · score " + c.score), c.critique, "critique");
+      const verdict = c.score === null ? " · unannotated" : " · score " + c.score + (c.uncertainty === null ? "" : " · uncertainty " + c.uncertainty.toFixed(2));
+      const box = block("critique by " + c.teacher + verdict, c.score === null ? c.error || "" : c.critique, "critique");
       if (c.corrected_action) {
         box.appendChild(el("div", "label", "suggested action"));
         box.appendChild(el("pre", "text", c.corrected_action));
+      }
+      if (c.usage && c.usage.calls !== undefined) {
+        const cost = c.usage.cost_usd === null ? "cost unknown" : "$" + c.usage.cost_usd.toFixed(4);
+        const tokens = c.usage.prompt_tokens + c.usage.completion_tokens;
+        box.appendChild(el("div", "label", c.usage.calls + " calls + " + c.usage.cached + " cached · " + tokens + " tokens · " + cost));
       }
       section.appendChild(box);
     }
