@@ -8,7 +8,7 @@ import torch
 from trajectory_factories import make_episode
 
 from opd.distill.batch import make_batch
-from opd.distill.losses import LossConfig, compute_loss
+from opd.distill.losses import LossConfig, LossTotals, compute_loss, loss_totals
 from opd.distill.token_divergence import token_divergence
 from opd.errors import ConfigError
 from opd.trajectories import Run
@@ -126,3 +126,37 @@ def test_a_batch_moves_to_the_models_device_whole() -> None:
     moved = batch.to("meta")  # a device every machine has; CUDA is not on CI's machines
     tensors = [moved.input_ids_BT, moved.policy_BT, moved.sampled_logprobs_BT, moved.teacher.token_ids, moved.teacher.tail_mass]
     assert all(t.device.type == "meta" for t in tensors) and moved.policy_BT.shape == batch.policy_BT.shape
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        LossConfig(kind="token", divergence="jsd", divergence_params={"beta": 0.3}),
+        LossConfig(kind="step"),
+        LossConfig(kind="episode"),
+        LossConfig(kind="episode", episode_return="outcome"),
+        LossConfig(kind="sft"),
+        LossConfig(kind="hybrid", hybrid_weights={"token": 1.0, "step": 0.5, "episode": 0.2, "sft": 0.1}),
+    ],
+    ids=lambda c: c.kind + ("-" + c.episode_return if c.kind == "episode" else ""),
+)
+def test_shards_divided_by_the_global_totals_add_up_to_the_whole_batch(config: LossConfig) -> None:
+    # What data-parallel training relies on: shards of unequal size (tokens, steps) still sum to the batch's loss
+    # and gradient. The logits come from one shared table, as from one shared model.
+    made = episodes(n=5)
+    table = torch.randn(50, 50, generator=torch.Generator().manual_seed(0), requires_grad=True)
+
+    def loss_of(shard, totals=None):
+        batch = make_batch(shard, teacher="teacher")
+        return compute_loss(table[batch.input_ids_BT], batch, config, totals).loss
+
+    whole = loss_of(made)
+    (whole_grad,) = torch.autograd.grad(whole, table)
+    shards = [made[:1], made[1:4], made[4:]]
+    parts = [loss_totals(make_batch(shard, teacher="teacher"), config) for shard in shards]
+    totals = LossTotals(*(sum(values) for values in zip(*(dataclasses.astuple(p) for p in parts), strict=True)))
+    assert dataclasses.astuple(totals) == pytest.approx(dataclasses.astuple(loss_totals(make_batch(made, teacher="teacher"), config)))
+    summed = sum(loss_of(shard, totals) for shard in shards)
+    (summed_grad,) = torch.autograd.grad(summed, table)
+    torch.testing.assert_close(summed, whole)
+    torch.testing.assert_close(summed_grad, whole_grad)
