@@ -1,4 +1,4 @@
-"""Data-parallel training: 2 processes (torchrun, gloo on CPU) end where 1 process ends, and the helpers that make it so."""
+"""Data-parallel training: 2 processes (torchrun, gloo on CPU), resumed or not, end where 1 process ends; the helpers."""
 
 from __future__ import annotations
 
@@ -25,12 +25,12 @@ REPO_ROOT = Path(__file__).parents[2]
 ATOL = 1e-6
 
 
-def run_config(models: tuple[Path, Path], directory: Path) -> Path:
+def run_config(models: tuple[Path, Path], directory: Path, updates: int = 3) -> Path:
     student, teacher = models
     settings = {
         "student": str(student), "teacher": str(teacher), "suite_options": OPTIONS, "max_turns": 3,
         "store": str(directory / "store.db"), "output_dir": str(directory / "out"),
-        "updates": 3, "episodes_per_update": 6, "eval_every": 0, "eval_episodes": 2, "checkpoint_every": 0,
+        "updates": updates, "episodes_per_update": 6, "eval_every": 0, "eval_episodes": 2, "checkpoint_every": 0,
         "teacher_k": 8, "sampling": {"max_new_tokens": 12}, "tensorboard": False,
         # Every term divides by a different total (tokens, steps, episodes and the mean return).
         "loss": {"kind": "hybrid", "hybrid_weights": {"token": 1.0, "step": 0.5, "episode": 0.1}},
@@ -40,10 +40,10 @@ def run_config(models: tuple[Path, Path], directory: Path) -> Path:
     return path
 
 
-def opd_train(config: Path, processes: int) -> subprocess.CompletedProcess[str]:
+def opd_train(config: Path, processes: int, *, fresh: bool = True) -> subprocess.CompletedProcess[str]:
     launcher = [] if processes == 1 else ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    argv = [sys.executable, *launcher, "-m", "opd", "train", str(config), "--fresh"]
+    argv = [sys.executable, *launcher, "-m", "opd", "train", str(config), *(["--fresh"] if fresh else [])]
     done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
@@ -59,15 +59,17 @@ def test_two_processes_reach_the_parameters_of_one(models, tmp_path: Path) -> No
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
     opd_train(run_config(models, one), 1)
-    out = opd_train(run_config(models, two), 2)
+    # The 2-process job stops after update 2 (as if killed after its checkpoint) and is resumed to update 3.
+    out = opd_train(run_config(models, two, updates=2), 2)
     assert out.stdout.count("opd train") == 1  # rank 0 speaks for the job
+    opd_train(run_config(models, two), 2, fresh=False)
     # The same 18 episodes, token for token; rank 0 played seeds 0-2 of each update, rank 1 seeds 3-5.
     single, split = episodes_by_seed(one / "store.db"), episodes_by_seed(two / "store.db")
     assert sorted(single) == sorted(split) == list(range(18))
     assert all(single[s][0] == split[s][0] for s in single)
     assert {s: rank for s, (_, rank) in split.items()} == {s: int(s % 6 >= 3) for s in range(18)}
-    # Evaluation, metrics and checkpoints once: one checkpoint, one metrics line per update.
-    assert [p.name for p in (two / "out" / "checkpoints").iterdir()] == ["update-0000003"]
+    # Evaluation, metrics and checkpoints once: one checkpoint per run, one metrics line per update.
+    assert sorted(p.name for p in (two / "out" / "checkpoints").iterdir()) == ["update-0000002", "update-0000003"]
     lines = [json.loads(line) for line in (two / "out" / "metrics.jsonl").read_text().splitlines()]
     reference = [json.loads(line) for line in (one / "out" / "metrics.jsonl").read_text().splitlines()]
     assert [line["update"] for line in lines] == [1, 2, 3]
