@@ -1,8 +1,8 @@
 """Talking to Docker Engines: connect with a useful error, and run one supervisor request in a container.
 
 An engine is the local one or any other host's: :class:`EngineConfig` names it
-(``tcp://host:2376`` with TLS, ``unix://``, ``ssh://`` through the docker SDK),
-and without one the standard variables decide (``DOCKER_HOST``,
+(``tcp://host:2376`` with TLS, or ``unix://``; not ``ssh://``, whose tunnel gives
+no raw socket for the exec stream), and without one the standard variables decide (``DOCKER_HOST``,
 ``DOCKER_TLS_VERIFY``, ``DOCKER_CERT_PATH``), as for the ``docker`` CLI.
 
 Every command, file read or write and reset goes through :func:`run_request`:
@@ -62,7 +62,7 @@ def supervisor_argv() -> list[str]:
 class EngineConfig:
     """One Docker Engine. Left empty: the one the environment names (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH)."""
 
-    base_url: str | None = None  # unix:///var/run/docker.sock, tcp://host:2376, ssh://user@host (needs paramiko)
+    base_url: str | None = None  # unix:///var/run/docker.sock or tcp://host:2376
     tls_verify: bool = False  # verify the engine's certificate against cert_path/ca.pem (as DOCKER_TLS_VERIFY=1)
     cert_path: str | None = None  # a directory with ca.pem, cert.pem, key.pem (as DOCKER_CERT_PATH); client cert only if not tls_verify
 
