@@ -25,19 +25,30 @@ if ! command -v dockerd >/dev/null 2>&1; then
 fi
 
 # 2. A running engine. A remote one (DOCKER_HOST) or one started elsewhere is used as is.
+# An engine started here also listens on loopback TCP (OPD_DOCKER_TCP, default 127.0.0.1:2375; empty: not at
+# all), so the tests can reach it the way a remote engine is reached, through DOCKER_HOST=tcp://... That
+# listener has no TLS and no authentication: any local user who can connect controls the engine, as root
+# does through the socket. Fine on a single-user CI machine; set OPD_DOCKER_TCP= where that is not acceptable.
+TCP="${OPD_DOCKER_TCP-127.0.0.1:2375}"
 if ! docker info >/dev/null 2>&1; then
     if [ -n "${DOCKER_HOST:-}" ]; then
         log "DOCKER_HOST=$DOCKER_HOST does not answer; start that engine or unset DOCKER_HOST."
         exit 1
     fi
-    log "starting dockerd (vfs storage, no iptables); log in /var/log/opd-dockerd.log"
+    listen=(-H unix:///var/run/docker.sock)
+    [ -n "$TCP" ] && listen+=(-H "tcp://$TCP" --tls=false)  # explicit: engines from 27 on refuse plain TCP otherwise
+    log "starting dockerd (vfs storage, no iptables) on ${listen[*]}; log in /var/log/opd-dockerd.log"
     # setsid: the engine must outlive this script and the make process that runs it.
-    setsid dockerd --storage-driver=vfs --iptables=false >/var/log/opd-dockerd.log 2>&1 < /dev/null &
+    setsid dockerd --storage-driver=vfs --iptables=false "${listen[@]}" >/var/log/opd-dockerd.log 2>&1 < /dev/null &
     for _ in $(seq 1 60); do
         docker info >/dev/null 2>&1 && break
         sleep 1
     done
     docker info >/dev/null 2>&1 || { log "dockerd did not answer within 60 s; see /var/log/opd-dockerd.log"; exit 1; }
+fi
+
+if [ -n "$TCP" ] && ! docker -H "tcp://$TCP" info >/dev/null 2>&1; then
+    log "the running engine does not listen on tcp://$TCP (it was started elsewhere); the remote-engine tests will skip."
 fi
 
 # 3. Compose v2 as a CLI plugin (`docker compose`).

@@ -32,13 +32,13 @@ def suite_name(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def docker_client_or_fail():
-    """A connected docker client; without an engine the test fails in CI (CI starts one) and skips elsewhere."""
+def docker_client_or_fail(engine=None):
+    """A client of ``engine`` (default: the environment's); without it the test fails in CI (CI starts one) and skips elsewhere."""
     from opd.envs.docker import connect
     from opd.errors import MissingPrerequisiteError
 
     try:
-        return connect(timeout_s=30)
+        return connect(engine, timeout_s=30)
     except MissingPrerequisiteError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the Docker tests, but: {exc}")

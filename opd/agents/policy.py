@@ -10,6 +10,9 @@ temperature 1, i.e. the distribution being distilled, not the sampling one).
 The decoding loop is opd's own rather than ``model.generate`` because it must
 sample from a caller's ``torch.Generator`` (reproducible rollouts without
 touching the global RNG) and return log-probs of the unwarped distribution.
+With one generator per context, a context's tokens depend on its own generator
+only, not on which other contexts share the batch: the same episode comes out
+whichever process, or batch, plays it (data-parallel training relies on it).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import dataclasses
 import hashlib
 import inspect
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -25,7 +29,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from opd.agents.chat_tokens import ChatTokens
 from opd.errors import ConfigError
 
-__all__ = ["CausalLMPolicy", "Generation", "SamplingConfig"]
+__all__ = ["CausalLMPolicy", "Generation", "Generators", "SamplingConfig"]
+
+# One generator for the whole batch (a row's draws then depend on the rows beside it), or one per row.
+Generators: TypeAlias = torch.Generator | Sequence[torch.Generator] | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,11 +79,16 @@ class CausalLMPolicy:
 
     @torch.no_grad()
     def generate(
-        self, contexts: Sequence[Sequence[int]], sampling: SamplingConfig, *, generator: torch.Generator | None = None
+        self, contexts: Sequence[Sequence[int]], sampling: SamplingConfig, *, generator: Generators = None
     ) -> list[Generation]:
-        """One turn for each context: sample until a stop token or ``max_new_tokens``."""
+        """One turn for each context: sample until a stop token or ``max_new_tokens``.
+
+        ``generator``: one for the batch, or a sequence with one per context.
+        """
         if not contexts:
             return []
+        if isinstance(generator, Sequence) and len(generator) != len(contexts):
+            raise ConfigError(f"generate got {len(generator)} generators for {len(contexts)} contexts; give one per context.")
         input_ids, attention_mask = left_pad(contexts, self.tokenizer.pad_token_id, self.device)
         was_training = self.model.training
         self.model.eval()
@@ -87,7 +99,7 @@ class CausalLMPolicy:
         return [self._trim(tokens, logprobs) for tokens, logprobs in zip(tokens_BN.tolist(), logprobs_BN.tolist(), strict=True)]
 
     def _sample(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, sampling: SamplingConfig, generator: Generators
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode with the KV cache; returns (B, N) token ids and their log-probs at temperature 1."""
         batch = input_ids.shape[0]
@@ -121,8 +133,11 @@ class CausalLMPolicy:
         return Generation(tokens[:end], logprobs[:end])
 
 
-def pick_tokens(logits_BV: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
-    """Greedy at temperature 0, else sample from the temperature-scaled, top-p-truncated distribution."""
+def pick_tokens(logits_BV: torch.Tensor, sampling: SamplingConfig, generator: Generators) -> torch.Tensor:
+    """Greedy at temperature 0, else sample from the temperature-scaled, top-p-truncated distribution.
+
+    With a sequence of generators, row ``b`` draws from ``generator[b]`` alone.
+    """
     if sampling.temperature == 0:
         return logits_BV.argmax(dim=-1)
     probs_BV = torch.softmax(logits_BV / sampling.temperature, dim=-1)
@@ -131,6 +146,8 @@ def pick_tokens(logits_BV: torch.Tensor, sampling: SamplingConfig, generator: to
         outside = sorted_probs.cumsum(dim=-1) - sorted_probs > sampling.top_p  # keep the smallest prefix reaching top_p
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
         probs_BV = torch.zeros_like(probs_BV).scatter(1, order, sorted_probs)
+    if isinstance(generator, Sequence):
+        return torch.cat([torch.multinomial(row_V[None], 1, generator=g)[0] for row_V, g in zip(probs_BV, generator, strict=True)])
     return torch.multinomial(probs_BV, 1, generator=generator).squeeze(1)
 
 

@@ -14,10 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from opd.agents.chat_tokens import ChatTokens
-from opd.agents.policy import CausalLMPolicy, SamplingConfig
+from opd.agents.policy import CausalLMPolicy, Generators, SamplingConfig
 from opd.agents.recording import env_options, episode_from_expert, sandbox_info, step_record, writer_info
 from opd.envs import StepResult, ToolEnv, ToolEnvBatch, play_expert
 from opd.errors import SandboxError
@@ -48,11 +47,15 @@ def collect_episodes(
     *,
     run_id: str,
     sampling: SamplingConfig,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     suite_options: Mapping[str, Any] | None = None,
     max_context_tokens: int | None = None,
 ) -> list[Episode]:
-    """Play one episode per env (env ``i`` reset with ``seeds[i]``) and return the records, in env order."""
+    """Play one episode per env (env ``i`` reset with ``seeds[i]``) and return the records, in env order.
+
+    ``generator``: one for the batch, or one per env; with one per env, episode ``i``
+    depends only on its env, its seed and ``generator[i]``, not on the other envs.
+    """
     batch = ToolEnvBatch(envs)
     limit = max_context_tokens or getattr(policy.model.config, "max_position_embeddings", 1 << 30)
     running = []
@@ -66,7 +69,7 @@ def collect_episodes(
             batch.abandon(i)
         if not active:
             break
-        generations = policy.generate([running[i].context for i in active], sampling, generator=generator)
+        generations = policy.generate([running[i].context for i in active], sampling, generator=_rows(generator, active))
         actions = {i: policy.chat.action_text(g.token_ids) for i, g in zip(active, generations, strict=True)}
         results = _step_each(batch, actions, running)
         for i, generation in zip(active, generations, strict=True):
@@ -100,6 +103,11 @@ def _step_each(batch: ToolEnvBatch, actions: dict[int, str], running: list[_Runn
             running[i].failure = f"sandbox failure: {exc}"
             batch.abandon(i)
     return results
+
+
+def _rows(generator: Generators, rows: list[int]) -> Generators:
+    """The generators of the envs still playing, when there is one per env."""
+    return [generator[i] for i in rows] if isinstance(generator, Sequence) else generator
 
 
 def _fits(state: _Running, sampling: SamplingConfig, limit: int) -> bool:

@@ -82,6 +82,7 @@ def show(episode_id: str, store: str = StoreOption) -> None:
         f"policy {escape(episode.policy_model)}  tokens {episode.num_tokens}  "
         f"reward [bold]{episode.reward:.2f}[/]  success {episode.success}  end {episode.termination}"
         + (f"  [red]failed: {escape(episode.failure_reason)}[/]" if episode.failure_reason else "")
+        + (f"\nwritten by rank {w.get('rank', 0)} on {escape(str(w.get('host')))} (pid {w.get('pid')})" if (w := episode.writer) else "")
     )
     for message in episode.initial_messages:
         console.print(f"[dim]{message['role']}:[/] {escape(str(message['content']))}")

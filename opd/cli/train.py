@@ -18,8 +18,10 @@ def train_command(
 ) -> None:
     """Run (or resume) on-policy distillation as CONFIG describes."""
     from opd.distill.config import load_config
+    from opd.distill.distributed import launch_env
     from opd.distill.train import train
 
+    console.quiet = launch_env().rank != 0  # under torchrun, rank 0 speaks for the job
     try:
         settings = load_config(config)
     except OpdError as exc:

@@ -55,7 +55,8 @@ class TrainConfig:
     eval_every: int = 10  # updates between evaluations (0: only at the end)
     eval_episodes: int = 100  # held-out tasks per evaluation, played greedily
     checkpoint_every: int = 10  # updates between checkpoints (0: only at the end)
-    device: str = "cpu"
+    device: str = "cpu"  # cpu, or cuda: under torchrun each process takes cuda:LOCAL_RANK
+    teacher_device: str | None = None  # where the white-box teacher runs, e.g. "cuda:1"; None: beside the student
     tensorboard: bool = True  # also write TensorBoard event files beside metrics.jsonl
 
     def __post_init__(self) -> None:

@@ -141,7 +141,7 @@ class LossResult:
 
 def loss_totals(batch: EpisodeBatch, config: LossConfig) -> LossTotals:
     """The totals of ``batch`` alone (sum them over ranks for a data-parallel step)."""
-    values: dict[str, float] = {}
+    values: dict[str, float] = {"policy_tokens": float(batch.policy_tokens)}
     for term in config.terms:
         if term == "token":
             values["token/weight"] = float(_token_weights(batch, config).sum())

@@ -14,6 +14,7 @@ An update whose loss or gradient is not finite is skipped and counted.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -34,8 +35,9 @@ from opd.agents.teacher import WhiteBoxTeacher
 from opd.distill.batch import make_batch
 from opd.distill.checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from opd.distill.config import TrainConfig, config_to_dict
+from opd.distill.distributed import DistributedContext, distributed
 from opd.distill.evaluate import EvalResult, evaluate
-from opd.distill.losses import compute_loss
+from opd.distill.losses import LossTotals, compute_loss, loss_totals
 from opd.distill.metrics import MetricsWriter
 from opd.envs import ToolEnv
 from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, sum_usage
@@ -60,33 +62,53 @@ class TrainResult:
 
 
 def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None = None) -> TrainResult:
-    """Run (or resume) the loop described by ``config``; returns the final evaluation and checkpoint."""
+    """Run (or resume) the loop described by ``config``; returns the final evaluation and checkpoint.
+
+    Under ``torchrun`` every process runs this with its share of each update's
+    episodes (see ``opd.distill.distributed``); rank 0 evaluates, checkpoints and
+    writes metrics, and every rank returns the same result.
+    """
+    with distributed(config.device) as ctx:
+        return _train(config, ctx, resume=resume, progress=progress)
+
+
+def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progress: Progress | None) -> TrainResult:
     output = Path(config.output_dir)
     checkpoints = output / "checkpoints"
-    previous = latest_checkpoint(checkpoints) if resume else None
-    student = CausalLMPolicy.from_pretrained(str(previous / "model") if previous else config.student, device=config.device)
+    previous = ctx.main_only(lambda: latest_checkpoint(checkpoints) if resume else None)  # one decision for all ranks
+    student = CausalLMPolicy.from_pretrained(str(previous / "model") if previous else config.student, device=str(ctx.device))
     student.name = config.student
-    teacher = WhiteBoxTeacher.from_pretrained(config.teacher, k=config.teacher_k, device=config.device) if config.teacher else None
+    teacher_device = config.teacher_device or str(ctx.device)
+    teacher = WhiteBoxTeacher.from_pretrained(config.teacher, k=config.teacher_k, device=teacher_device) if config.teacher else None
     teacher_policy = CausalLMPolicy(teacher.model, teacher.tokenizer, name=teacher.name) if teacher else None
-    if teacher is not None:
+    if teacher is not None and ctx.is_main:
         _preflight(student, teacher, config)
     self_teacher = SelfTeacher(student, config.self_teacher, k=config.teacher_k) if config.self_teacher else None
     logits_source = teacher or self_teacher  # who gives token log-probs: a white-box teacher or the student itself
     critic = BlackBoxTeacher(config.critic) if config.critic else None
+    model = ctx.wrap(student.model)  # gradients are all-reduced through this; rollouts use student.model directly
     optimizer = torch.optim.AdamW(student.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    state = load_checkpoint(previous, optimizer) if previous else TrainerState(0, 0, 0, Run().id, 0.0)
-    metrics = MetricsWriter(output, tensorboard=config.tensorboard)
+    state = ctx.broadcast(load_checkpoint(previous, optimizer) if previous else TrainerState(0, 0, 0, Run().id, 0.0))  # one run id
+    share = ctx.shard(config.episodes_per_update)
+    metrics = MetricsWriter(output, tensorboard=config.tensorboard) if ctx.is_main else None
     curve: list[tuple[int, int, float, float]] = []
     last_eval: tuple[int, EvalResult] | None = None
+
+    def evaluate_student() -> EvalResult:
+        options, episodes = config.suite_options, config.eval_episodes
+        return evaluate(student, config.suite, suite_options=options, episodes=episodes, max_turns=config.max_turns)[0]
+
     with TrajectoryStore(config.store) as store:
-        store.add_run(Run(id=state.run_id, name=config.run_name, config=config_to_dict(config), code_version=__version__))
+        recorded = {**config_to_dict(config), "world_size": ctx.world_size}
+        run = Run(id=state.run_id, name=config.run_name, config=recorded, code_version=__version__)
+        ctx.main_only(lambda: store.add_run(run))  # before any rank writes an episode of it
         started = time.perf_counter() - state.wall_seconds
         for update in range(state.update, config.updates):
             if config.max_labelled_tokens is not None and state.labelled_tokens >= config.max_labelled_tokens:
                 break
             rng = np.random.default_rng([config.seed, update])
             offpolicy = teacher_policy is not None and rng.random() < config.offpolicy_fraction
-            played = _rollout(teacher_policy if offpolicy else student, config, update, state.run_id)
+            played = _rollout(teacher_policy if offpolicy else student, config, update, state.run_id, share)
             failed = [e for e in played if e.num_tokens < 2]  # a sandbox failed before the policy wrote anything
             episodes = [e for e in played if e.num_tokens >= 2]
             scored_by_logits = logits_source is not None and config.loss.needs_logits and not offpolicy  # SFT on teacher episodes
@@ -96,49 +118,48 @@ def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None
                 episodes = _annotated(episodes, critic.name, critic.annotate(episodes))
             store.write_episodes([*episodes, *failed])
             trained_on = best_successes(episodes) if config.keep == "best_success" else episodes
-            values = _update(student, optimizer, trained_on, config, logits_source, critic) if trained_on else _NOTHING_TO_LEARN
+            values = _update(student, model, optimizer, trained_on, config, logits_source, critic, ctx)
             if self_teacher is not None and not values["skipped"]:
                 self_teacher.update()
             # Teacher-labelled tokens: student tokens the teacher scored, or tokens the teacher wrote itself.
             labelled = sum(int(e.policy_mask.sum()) for e in episodes) if (teacher and scored_by_logits) or offpolicy else 0
+            counts = ctx.sum_metrics({"labelled": labelled, "rollout/failed": len(failed), **_critic_counts(episodes, critic)})
             state = TrainerState(
                 update + 1,
-                state.labelled_tokens + labelled,
+                state.labelled_tokens + int(counts["labelled"]),
                 state.skipped_updates + int(values["skipped"]),
                 state.run_id,
                 time.perf_counter() - started,
             )
-            values = {**values, "rollout/failed": len(failed), **_critic_metrics(episodes, critic)}
+            values = {**values, **{k: v for k, v in counts.items() if k != "labelled"}}
             values.update(
-                _rollout_metrics(played),
+                _rollout_metrics(played, ctx),
                 offpolicy=float(offpolicy),
                 labelled_tokens=state.labelled_tokens,
                 wall_seconds=state.wall_seconds,
             )
+            values.update(ctx.comm.take())
             budget_spent = config.max_labelled_tokens is not None and state.labelled_tokens >= config.max_labelled_tokens
             if _due(update + 1, config.eval_every, config.updates) or budget_spent:
-                result, _ = evaluate(
-                    student, config.suite, suite_options=config.suite_options, episodes=config.eval_episodes, max_turns=config.max_turns
-                )
+                result = ctx.main_only(evaluate_student)
                 values.update({"eval/success": result.success_rate, "eval/ci_low": result.ci_low, "eval/ci_high": result.ci_high})
                 curve.append((update + 1, state.labelled_tokens, state.wall_seconds, result.success_rate))
                 last_eval = (update + 1, result)
-            metrics.write(update + 1, values)
-            if progress is not None:
+            if metrics is not None:
+                metrics.write(update + 1, values)
+            if progress is not None and ctx.is_main:
                 progress(update + 1, values)
             if _due(update + 1, config.checkpoint_every, config.updates) or budget_spent:
-                save_checkpoint(checkpoints, student.model, student.tokenizer, optimizer, state)
-        usage = store.critique_usage(EpisodeFilter(run_id=state.run_id)) if critic is not None else None
-    metrics.close()
+                ctx.main_only(functools.partial(save_checkpoint, checkpoints, student.model, student.tokenizer, optimizer, state))
+        usage = ctx.main_only(lambda: store.critique_usage(EpisodeFilter(run_id=state.run_id))) if critic is not None else None
+    if metrics is not None:
+        metrics.close()
     if critic is not None:
         critic.close()
-    if last_eval is not None and last_eval[0] == state.update:
-        final = last_eval[1]
-    else:
-        final, _ = evaluate(
-            student, config.suite, suite_options=config.suite_options, episodes=config.eval_episodes, max_turns=config.max_turns
-        )
-    last = latest_checkpoint(checkpoints) or save_checkpoint(checkpoints, student.model, student.tokenizer, optimizer, state)
+    final = last_eval[1] if last_eval is not None and last_eval[0] == state.update else ctx.main_only(evaluate_student)
+    last = ctx.main_only(
+        lambda: latest_checkpoint(checkpoints) or save_checkpoint(checkpoints, student.model, student.tokenizer, optimizer, state)
+    )
     return TrainResult(state.run_id, state.update, state.labelled_tokens, state.skipped_updates, final, last, tuple(curve), usage)
 
 
@@ -152,15 +173,19 @@ def _preflight(student: CausalLMPolicy, teacher: WhiteBoxTeacher, config: TrainC
         logger.warning("Preflight: %s", report.describe())
 
 
-def _rollout(policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: str) -> list[Episode]:
-    n = config.episodes_per_update
+def _rollout(policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: str, share: range) -> list[Episode]:
+    """This rank's ``share`` of the update's episodes; episode ``i`` gets the same seeds whichever rank plays it."""
+    n, samples = config.episodes_per_update, config.samples_per_task
     # Training seeds stay below the evaluation range; with samples_per_task > 1 each task is played that many times.
-    seeds = [(update * n + i) % 1_000_000_000 for i in range(n) for _ in range(config.samples_per_task)]
+    draws = [((update * n + i) % 1_000_000_000, j) for i in share for j in range(samples)]
+    seeds = [seed for seed, _ in draws]
     envs = [ToolEnv(config.suite, max_turns=config.max_turns, **config.suite_options) for _ in seeds]
-    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + update)
+    # One generator per episode, from (seed, episode seed, sample): its tokens do not depend on the episodes batched with it.
+    sampling_seeds = [int(np.random.SeedSequence([config.seed, s, *([j] if j else [])]).generate_state(1)[0]) for s, j in draws]
+    generators = [torch.Generator(policy.device).manual_seed(s) for s in sampling_seeds]
     try:
         return collect_episodes(
-            policy, envs, seeds, run_id=run_id, sampling=config.sampling, generator=generator, suite_options=config.suite_options
+            policy, envs, seeds, run_id=run_id, sampling=config.sampling, generator=generators, suite_options=config.suite_options
         )
     finally:
         for env in envs:
@@ -169,29 +194,47 @@ def _rollout(policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: s
 
 def _update(
     student: CausalLMPolicy,
+    model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     episodes: list[Episode],
     config: TrainConfig,
     logits_source: WhiteBoxTeacher | SelfTeacher | None,
     critic: BlackBoxTeacher | None,
+    ctx: DistributedContext,
 ) -> dict[str, Any]:
-    """One optimizer step; skipped (and reported) if the loss or the gradient is not finite."""
-    batch = make_batch(
-        episodes,
-        teacher=logits_source.name if logits_source is not None and config.loss.needs_logits else None,
-        critic=critic.name if critic is not None and config.loss.needs_critiques else None,
-        score_range=(config.critic.score_min, config.critic.score_max) if config.critic else (0.0, 1.0),
-    ).to(student.device)
-    student.model.train()
+    """One optimizer step on the global batch (every rank's ``episodes``); skipped everywhere if the loss or gradient is not finite.
+
+    ``model`` is ``student.model`` as ``ctx.wrap`` returned it. Each rank's loss is its shard's
+    share of the global loss (means divide by totals summed over ranks), so the reported
+    loss is the sum over ranks and the gradient is the global one (see ``opd.distill.distributed``).
+    """
+    batch = (
+        make_batch(
+            episodes,
+            teacher=logits_source.name if logits_source is not None and config.loss.needs_logits else None,
+            critic=critic.name if critic is not None and config.loss.needs_critiques else None,
+            score_range=(config.critic.score_min, config.critic.score_max) if config.critic else (0.0, 1.0),
+        ).to(student.device)
+        if episodes
+        else None
+    )
+    totals = LossTotals(ctx.sum_metrics(loss_totals(batch, config.loss).values if batch else {}))
+    if totals["policy_tokens"] == 0:
+        return dict(_NOTHING_TO_LEARN)
+    model.train()
     optimizer.zero_grad(set_to_none=True)
-    logits_BTV = student.model(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT).logits.float()
-    result = compute_loss(logits_BTV, batch, config.loss)
-    values: dict[str, Any] = {**result.metrics, "policy_tokens": batch.policy_tokens}
-    if not torch.isfinite(result.loss):
-        logger.warning("Skipping an update: the loss is %s", result.loss.item())
+    if batch is None:  # every episode of this rank's share failed: it still joins the gradient all-reduce, adding nothing
+        loss = model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=student.device)).logits.sum() * 0.0
+        values = ctx.sum_metrics({"policy_tokens": 0})
+    else:
+        logits_BTV = model(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT).logits.float()
+        result = compute_loss(logits_BTV, batch, config.loss, totals)
+        loss, values = result.loss, ctx.sum_metrics({**result.metrics, "policy_tokens": batch.policy_tokens})
+    if not math.isfinite(values["loss"]):
+        logger.warning("Skipping an update: the loss is %s", values["loss"])
         return {**values, "skipped": True, "grad_norm": math.nan}
-    result.loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(student.model.parameters(), config.max_grad_norm)
+    (loss * ctx.world_size).backward()  # DDP averages over ranks; the sum of the ranks' shares is the loss
+    grad_norm = torch.nn.utils.clip_grad_norm_(student.model.parameters(), config.max_grad_norm)  # the same on every rank
     if not torch.isfinite(grad_norm):
         optimizer.zero_grad(set_to_none=True)
         logger.warning("Skipping an update: the gradient norm is %s", grad_norm.item())
@@ -225,8 +268,8 @@ def _annotated(episodes: list[Episode], teacher: str, annotations: list[Annotati
     ]
 
 
-def _critic_metrics(episodes: list[Episode], critic: BlackBoxTeacher | None) -> dict[str, float]:
-    """This update's critiques: how many steps were graded, how many left unannotated, and what it cost."""
+def _critic_counts(episodes: list[Episode], critic: BlackBoxTeacher | None) -> dict[str, float]:
+    """This rank's critiques of the update: steps graded, left unannotated, and what they cost (summed over ranks by the caller)."""
     if critic is None:
         return {}
     critiques = [c for e in episodes for c in e.annotations.critiques if c.teacher == critic.name]
@@ -234,20 +277,26 @@ def _critic_metrics(episodes: list[Episode], critic: BlackBoxTeacher | None) -> 
     return {
         "critic/steps": len(critiques),
         "critic/unannotated": sum(c.score is None for c in critiques),
-        **{f"critic/{key}": float("nan") if value is None else value for key, value in totals.items()},
+        **{f"critic/{key}": math.nan if value is None else value for key, value in totals.items()},
     }
 
 
 _NOTHING_TO_LEARN: dict[str, Any] = {"loss": math.nan, "skipped": True, "grad_norm": math.nan, "policy_tokens": 0}
 
 
-def _rollout_metrics(episodes: list[Episode]) -> dict[str, float]:
-    return {
-        "rollout/success": float(np.mean([e.success for e in episodes])),
-        "rollout/reward": float(np.mean([e.reward for e in episodes])),
-        "rollout/steps": float(np.mean([len(e.steps) for e in episodes])),
-        "rollout/errors": float(np.mean([sum(s.error_kind is not None for s in e.steps) for e in episodes])),
-    }
+def _rollout_metrics(episodes: list[Episode], ctx: DistributedContext) -> dict[str, float]:
+    """Means over the whole update's episodes, every rank's."""
+    sums = ctx.sum_metrics(
+        {
+            "episodes": len(episodes),
+            "rollout/success": sum(e.success for e in episodes),
+            "rollout/reward": sum(e.reward for e in episodes),
+            "rollout/steps": sum(len(e.steps) for e in episodes),
+            "rollout/errors": sum(sum(s.error_kind is not None for s in e.steps) for e in episodes),
+        }
+    )
+    count = sums.pop("episodes")
+    return {name: value / count for name, value in sums.items()}
 
 
 def _due(done: int, every: int, total: int) -> bool:

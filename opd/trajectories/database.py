@@ -4,7 +4,10 @@ SQLite is set up for many processes at once: WAL (readers never block the
 writer), a busy timeout (a writer waits for another instead of failing with
 "database is locked"), and write transactions that take the write lock up front
 (``BEGIN IMMEDIATE``), so a transaction never fails half-way when it upgrades
-from reading to writing. PostgreSQL needs none of this; the same code runs on it.
+from reading to writing. PostgreSQL needs none of this; the same code runs on it,
+except that migrating takes an advisory lock first: processes that open one new
+database at once (the ranks of a training job) would otherwise all create the
+tables and all but one fail.
 
 Before anything is written, the database is checked: a file that is not SQLite,
 a corrupt or foreign database, or a schema newer than this code each raise a
@@ -212,12 +215,17 @@ def _sqlite_engine(url: str, busy_timeout_s: float, *, write: bool, read_only: b
     return engine
 
 
+_MIGRATION_LOCK = 0x6F70_645F_7374_6F72  # "opd_stor": one advisory-lock key for opd's migrations
+
+
 def migrate(engines: Engines, *, display: str) -> None:
     """Bring the schema to head in one write transaction, after checking the database is ours."""
     config = _config()
     head = _script().get_current_head()
     try:
         with engines.write.begin() as connection:
+            if connection.dialect.name == "postgresql":  # released at commit; SQLite's BEGIN IMMEDIATE already serialises
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             # Checked again under the write lock: another process may have changed the file since.
             tables = set(sa.inspect(connection).get_table_names())
             current = MigrationContext.configure(connection).get_current_revision()

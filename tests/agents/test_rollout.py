@@ -73,3 +73,16 @@ def test_a_sandbox_failure_fails_that_episode_and_the_rest_go_on(policy: CausalL
     healthy, broken = collect_episodes(scripted, envs, [0, 0], run_id="r", sampling=SamplingConfig(max_new_tokens=4))
     assert broken.termination == "failed" and "container stopped answering" in broken.failure_reason and broken.steps == ()
     assert healthy.termination == "max_turns" and len(healthy.steps) == 2 and healthy.steps[0].error_kind is None
+
+
+def test_with_a_generator_per_env_an_episode_does_not_depend_on_its_batch_neighbours(policy: CausalLMPolicy) -> None:
+    def play(seeds: list[int]) -> dict[int, list[list[int]]]:
+        envs = [ToolEnv("calculator", difficulty="easy", max_turns=3) for _ in seeds]
+        generators = [torch.Generator().manual_seed(1000 + seed) for seed in seeds]
+        episodes = collect_episodes(policy, envs, seeds, run_id="r" * 32, sampling=SamplingConfig(max_new_tokens=16), generator=generators)
+        return {e.seed: [s.token_ids.tolist() for s in e.steps] for e in episodes}
+
+    together = play([0, 1, 2, 3, 4, 5])
+    apart = {**play([3]), **play([5, 0]), **play([4, 2, 1])}  # other neighbours, other padding, other batch positions
+    assert together == apart
+    assert len({str(tokens) for tokens in together.values()}) > 1  # the episodes did differ: this is not all-greedy

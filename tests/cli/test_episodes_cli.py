@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,7 @@ def test_show_prints_the_conversation_critiques_and_divergence(store_path: Path)
     assert "reverse-KL estimate" in output and "episode score by verifier" in output
     output = invoke("episodes", "show", inventory, "--store", str(store_path))
     assert "find_product" in output and "Ordered" in output and "reward 1.00" in output
+    assert f"written by rank 0 on {socket.gethostname()}" in output
 
 
 def test_export_import_round_trip_is_lossless(store_path: Path, tmp_path: Path) -> None:

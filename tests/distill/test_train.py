@@ -8,33 +8,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from tiny_models import OPTIONS, parameters
 
 from opd.agents.critic import CriticConfig
 from opd.agents.policy import SamplingConfig
 from opd.agents.self_teacher import SelfTeacherConfig
-from opd.agents.tiny import build_tiny_model, build_word_tokenizer
 from opd.distill import train as train_module
 from opd.distill.config import TrainConfig, load_config
 from opd.distill.evaluate import wilson_interval
 from opd.distill.losses import LossConfig
 from opd.distill.train import train
-from opd.envs import ToolEnv, play_expert
 from opd.errors import ConfigError
 from opd.trajectories import EpisodeFilter, TrajectoryStore
-
-OPTIONS = {"difficulty": "easy", "prompt_style": "terse"}
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    directory = tmp_path_factory.mktemp("train-models")
-    env = ToolEnv("calculator", **OPTIONS)
-    texts = [t for seed in range(50) for e in [play_expert(env, seed)] for t in (*e.actions, *e.observations)]
-    tokenizer = build_word_tokenizer(texts, directory / "student", numbers=range(-150, 1730))
-    build_tiny_model(tokenizer, directory / "student", layers=1, hidden=16, heads=2, seed=0)
-    build_tiny_model(tokenizer, directory / "teacher", layers=1, hidden=32, heads=2, seed=1)
-    return directory / "student", directory / "teacher"
 
 
 def config(models: tuple[Path, Path], tmp_path: Path, **overrides) -> TrainConfig:
@@ -46,10 +31,6 @@ def config(models: tuple[Path, Path], tmp_path: Path, **overrides) -> TrainConfi
         sampling=SamplingConfig(max_new_tokens=12), tensorboard=False, max_turns=3,
     )  # fmt: skip
     return TrainConfig(**{**settings, **overrides})
-
-
-def parameters(path: Path) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(path).state_dict().items()}
 
 
 @pytest.mark.slow
@@ -86,9 +67,9 @@ def test_a_non_finite_loss_is_skipped_and_counted(models, tmp_path: Path, monkey
     real = train_module.compute_loss
     calls = []
 
-    def sometimes_nan(logits, batch, loss_config):
+    def sometimes_nan(logits, batch, loss_config, totals):
         calls.append(1)
-        result = real(logits, batch, loss_config)
+        result = real(logits, batch, loss_config, totals)
         return dataclasses.replace(result, loss=result.loss * float("nan")) if len(calls) % 2 else result
 
     monkeypatch.setattr(train_module, "compute_loss", sometimes_nan)

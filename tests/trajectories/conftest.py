@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from trajectory_factories import make_episode
 
 from opd.trajectories import Run, TrajectoryStore
@@ -46,3 +49,19 @@ def postgres_url() -> str:
             pytest.fail("OPD_TEST_POSTGRES_URL is not set in CI: scripts/ensure-postgres.sh did not run or failed.")
         pytest.skip("set OPD_TEST_POSTGRES_URL (or run `make test`, which starts a server) to run PostgreSQL tests")
     return url
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
+    """A database of its own on the test server, dropped afterwards (other tests and sessions share opd_test)."""
+    server = sa.engine.make_url(postgres_url)
+    name = f"opd_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()

@@ -5,13 +5,14 @@ protocol, ``isolated = True``) to envs; see docs/sandboxes.md. Needs a running
 Docker Engine and the images ``docker compose build`` makes.
 """
 
-from opd.envs.docker.engine import connect
+from opd.envs.docker.engine import EngineConfig, connect
 from opd.envs.docker.hardening import Hardening, default_image
 from opd.envs.docker.pool import PoolConfig, SandboxPool, SweptContainer, sweep_containers
 from opd.envs.docker.sandbox import DockerSandbox
 
 __all__ = [
     "DockerSandbox",
+    "EngineConfig",
     "Hardening",
     "PoolConfig",
     "SandboxPool",

@@ -1,4 +1,9 @@
-"""Talking to the Docker Engine: connect with a useful error, and run one supervisor request in a container.
+"""Talking to Docker Engines: connect with a useful error, and run one supervisor request in a container.
+
+An engine is the local one or any other host's: :class:`EngineConfig` names it
+(``tcp://host:2376`` with TLS, or ``unix://``; not ``ssh://``, whose tunnel gives
+no raw socket for the exec stream), and without one the standard variables decide (``DOCKER_HOST``,
+``DOCKER_TLS_VERIFY``, ``DOCKER_CERT_PATH``), as for the ``docker`` CLI.
 
 Every command, file read or write and reset goes through :func:`run_request`:
 one ``docker exec`` of the supervisor (``supervisor.py``) with the request on
@@ -10,8 +15,10 @@ flood nor a hung container can stall or exhaust the host.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
+import os
 import socket
 import struct
 import time
@@ -21,10 +28,11 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.tls
 
-from opd.errors import MissingPrerequisiteError, SandboxError
+from opd.errors import ConfigError, MissingPrerequisiteError, SandboxError
 
-__all__ = ["ReplyError", "connect", "require_image", "run_request", "supervisor_argv"]
+__all__ = ["EngineConfig", "ReplyError", "connect", "require_image", "run_request", "supervisor_argv"]
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +58,48 @@ def supervisor_argv() -> list[str]:
     return ["python3", "-I", "-S", "-c", _supervisor_source()]
 
 
-def connect(timeout_s: float = 60.0) -> docker.DockerClient:
-    """A client for the engine that DOCKER_HOST (or the default socket) names, or a message saying how to start one."""
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """One Docker Engine. Left empty: the one the environment names (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH)."""
+
+    base_url: str | None = None  # unix:///var/run/docker.sock or tcp://host:2376
+    tls_verify: bool = False  # verify the engine's certificate against cert_path/ca.pem (as DOCKER_TLS_VERIFY=1)
+    cert_path: str | None = None  # a directory with ca.pem, cert.pem, key.pem (as DOCKER_CERT_PATH); client cert only if not tls_verify
+
+    def describe(self) -> str:
+        return self.base_url or os.environ.get("DOCKER_HOST") or "the default engine"
+
+    def client(self, timeout_s: float) -> docker.DockerClient:
+        if self.base_url is None:
+            return docker.from_env(timeout=int(timeout_s))
+        return docker.DockerClient(base_url=self.base_url, timeout=int(timeout_s), tls=self._tls())
+
+    def _tls(self) -> docker.tls.TLSConfig | bool:
+        if self.cert_path is None:
+            if self.tls_verify:
+                raise ConfigError(f"Engine {self.base_url}: tls_verify needs cert_path (a directory with ca.pem, cert.pem, key.pem).")
+            return False
+        directory = Path(self.cert_path).expanduser()
+        missing = [name for name in ("ca.pem", "cert.pem", "key.pem") if not (directory / name).is_file()]
+        if missing:
+            raise ConfigError(f"Engine {self.base_url}: {directory} lacks {', '.join(missing)} (the files DOCKER_CERT_PATH holds).")
+        return docker.tls.TLSConfig(
+            client_cert=(str(directory / "cert.pem"), str(directory / "key.pem")),
+            ca_cert=str(directory / "ca.pem") if self.tls_verify else None,
+            verify=self.tls_verify,
+        )
+
+
+def connect(engine: EngineConfig | None = None, *, timeout_s: float = 60.0) -> docker.DockerClient:
+    """A client for ``engine`` (default: the one DOCKER_HOST or the default socket names), or a message saying how to start one."""
+    engine = engine or EngineConfig()
     try:
-        client = docker.from_env(timeout=int(timeout_s))
+        client = engine.client(timeout_s)
         client.ping()
     except docker.errors.DockerException as exc:
         raise MissingPrerequisiteError(
-            f"Cannot reach a Docker Engine ({exc}). Start one (`scripts/ensure-docker.sh` does it on Debian/Ubuntu as "
-            "root; elsewhere see https://docs.docker.com/engine/install/) or point DOCKER_HOST at a running engine."
+            f"Cannot reach the Docker Engine at {engine.describe()} ({exc}). Start one (`scripts/ensure-docker.sh` does it on "
+            "Debian/Ubuntu as root; elsewhere see https://docs.docker.com/engine/install/) or point DOCKER_HOST at a running engine."
         ) from exc
     return client
 

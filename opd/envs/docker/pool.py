@@ -12,6 +12,10 @@ after a hard crash (SIGKILL, power loss) the next pool on this host, or
 ``opd sandbox cleanup``, removes every container whose owner is dead.
 Compose-started containers are never removed by opd: ``docker compose down``
 does that.
+
+A pool may span several engines (``PoolConfig.engines``, e.g. one per sandbox
+host): each new container goes to the engine that has the fewest of the pool's
+containers, and a replaced container stays on its engine.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from collections.abc import Iterator
 import docker
 import docker.errors
 
-from opd.envs.docker.engine import connect, require_image
+from opd.envs.docker.engine import EngineConfig, connect, require_image
 from opd.envs.docker.hardening import (
     COMPOSE_PROJECT_LABEL,
     KIND_LABEL,
@@ -55,32 +59,50 @@ class PoolConfig:
     attach: bool = True  # use running compose-started containers of this kind before starting our own
     hardening: Hardening = Hardening()  # for the containers the pool starts itself
     acquire_timeout_s: float = 600.0  # how long acquire() waits for a free sandbox
+    engines: tuple[EngineConfig, ...] = ()  # where containers run; () means the engine DOCKER_HOST (or the default socket) names
 
     def __post_init__(self) -> None:
         if self.size < 1:
             raise ConfigError(f"A sandbox pool needs size >= 1, got {self.size}.")
+        object.__setattr__(self, "engines", tuple(e if isinstance(e, EngineConfig) else EngineConfig(**e) for e in self.engines))
 
 
 class SandboxPool:
-    """Lends warm :class:`DockerSandbox` es; thread-safe. Use as a context manager or call ``close()``."""
+    """Lends warm :class:`DockerSandbox` es; thread-safe. Use as a context manager or call ``close()``.
 
-    def __init__(self, config: PoolConfig | None = None, *, client: docker.DockerClient | None = None, **options: object) -> None:
+    ``client`` (one engine) or ``clients`` (several) replace connecting to ``config.engines``.
+    """
+
+    def __init__(
+        self,
+        config: PoolConfig | None = None,
+        *,
+        client: docker.DockerClient | None = None,
+        clients: list[docker.DockerClient] | None = None,
+        **options: object,
+    ) -> None:
         self.config = dataclasses.replace(config or PoolConfig(), **options)  # type: ignore[arg-type]
         self.image = self.config.image or default_image(self.config.kind)
-        self._client = client
+        self._clients = clients or ([client] if client is not None else None)
         self._owner = Owner.current()
         self._idle: queue.Queue[DockerSandbox] = queue.Queue()
         self._all: list[DockerSandbox] = []
-        self._owned_ids: list[str] = []  # shared with the exit finalizer, which removes what is still listed
+        self._owned: dict[int, list[str]] = {}  # per engine: shared with the exit finalizer, which removes what is still listed
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
 
     @property
+    def clients(self) -> list[docker.DockerClient]:
+        """One client per engine the pool runs containers on."""
+        if self._clients is None:
+            self._clients = [connect(engine) for engine in self.config.engines or (EngineConfig(),)]
+        return self._clients
+
+    @property
     def client(self) -> docker.DockerClient:
-        if self._client is None:
-            self._client = connect()
-        return self._client
+        """The first engine's client (the only one, unless the pool spans several)."""
+        return self.clients[0]
 
     @property
     def sandboxes(self) -> tuple[DockerSandbox, ...]:
@@ -98,19 +120,22 @@ class SandboxPool:
                 return self
             if self._closed:
                 raise SandboxError("This sandbox pool was closed; create a new one.")
-            require_image(self.client, self.image)
-            removed = sweep_containers(self.client)
-            if removed:
-                log.warning("removed %d sandbox container(s) left by dead runs", len(removed))
-            weakref.finalize(self, _remove_containers, self.client, self._owned_ids)
+            for engine, client in enumerate(self.clients):
+                require_image(client, self.image)
+                removed = sweep_containers(client)
+                if removed:
+                    log.warning("removed %d sandbox container(s) left by dead runs", len(removed))
+                self._owned[engine] = []
+                weakref.finalize(self, _remove_containers, client, self._owned[engine])
             attached = self._attach() if self.config.attach else []
-            created = self._create(self.config.size - len(attached))
+            created = self._create(self.config.size - len(attached), attached)
             for sandbox in attached + created:
                 sandbox.reset()
                 self._all.append(sandbox)
                 self._idle.put(sandbox)
             self._started = True
-            log.info("sandbox pool %s: %d attached, %d started", self.config.kind, len(attached), len(created))
+            kind, engines = self.config.kind, len(self.clients)
+            log.info("sandbox pool %s: %d attached, %d started on %d engine(s)", kind, len(attached), len(created), engines)
         return self
 
     def acquire(self, timeout_s: float | None = None) -> DockerSandbox:
@@ -152,8 +177,8 @@ class SandboxPool:
             self._closed = True
             for sandbox in self._all:
                 sandbox.close()
-            if self._client is not None:
-                _remove_containers(self._client, self._owned_ids)
+            for engine, owned in self._owned.items():
+                _remove_containers(self.clients[engine], owned)
 
     def __enter__(self) -> SandboxPool:
         return self.start()
@@ -164,31 +189,43 @@ class SandboxPool:
     def _attach(self) -> list[DockerSandbox]:
         labels = [f"{SANDBOX_LABEL}=1", f"{KIND_LABEL}={self.config.kind}", COMPOSE_PROJECT_LABEL]
         filters = {"label": labels, "status": "running"}
-        found = sorted(self.client.containers.list(filters=filters), key=lambda c: c.name)
-        return [DockerSandbox(self.client, c.id, kind=self.config.kind, name=c.name) for c in found[: self.config.size]]
+        found = {  # by id: two addresses of one engine (a socket and a TCP port) list its containers twice
+            c.id: DockerSandbox(client, c.id, kind=self.config.kind, name=c.name)
+            for client in reversed(self.clients)
+            for c in client.containers.list(filters=filters)
+        }
+        return sorted(found.values(), key=lambda s: s.name)[: self.config.size]
 
-    def _create(self, count: int) -> list[DockerSandbox]:
+    def _create(self, count: int, attached: list[DockerSandbox]) -> list[DockerSandbox]:
         if count <= 0:
             return []
+        # The least-loaded engine gets each next container (attached ones count), so the pool spreads evenly.
+        load = [sum(s.client is client for s in attached) for client in self.clients]
+        engines = []
+        for _ in range(count):
+            engines.append(load.index(min(load)))
+            load[engines[-1]] += 1
         # Creation is the slow part (the image is copied per container on vfs): overlap it.
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(count, 4)) as workers:
-            return list(workers.map(lambda _: self._create_one(), range(count)))
+            return list(workers.map(self._create_one, engines))
 
-    def _create_one(self) -> DockerSandbox:
+    def _create_one(self, engine: int) -> DockerSandbox:
+        client = self.clients[engine]
         kwargs = container_kwargs(self.config.kind, self.image, self.config.hardening, self._owner)
         try:
-            container = self.client.containers.run(**kwargs)
+            container = client.containers.run(**kwargs)
         except docker.errors.APIError as exc:
             raise SandboxError(f"Could not start a {self.config.kind} sandbox from {self.image!r}: {exc}") from exc
-        self._owned_ids.append(container.id)
-        return DockerSandbox(self.client, container.id, kind=self.config.kind, name=kwargs["name"])
+        self._owned[engine].append(container.id)
+        return DockerSandbox(client, container.id, kind=self.config.kind, name=kwargs["name"])
 
     def _replace(self, dead: DockerSandbox) -> DockerSandbox:
         dead.close()
-        if dead.container_id in self._owned_ids:
-            _remove_containers(self.client, [dead.container_id])
-            self._owned_ids.remove(dead.container_id)
-        fresh = self._create_one()
+        engine = next(i for i, client in enumerate(self.clients) if client is dead.client)
+        if dead.container_id in self._owned[engine]:
+            _remove_containers(dead.client, [dead.container_id])
+            self._owned[engine].remove(dead.container_id)
+        fresh = self._create_one(engine)
         fresh.reset()
         self._all[self._all.index(dead)] = fresh
         return fresh

@@ -57,6 +57,11 @@ class DockerSandbox:
     def __repr__(self) -> str:
         return f"DockerSandbox({self.name!r}, kind={self.kind!r})"
 
+    @property
+    def client(self) -> docker.DockerClient:
+        """The engine the container runs on."""
+        return self._client
+
     def __deepcopy__(self, memo: dict[int, Any]) -> DockerSandbox:
         # A handle to a container owned by a pool: copies (gymnasium deep-copies make() kwargs) share it.
         return self
