@@ -98,6 +98,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
         options, episodes = config.suite_options, config.eval_episodes
         return evaluate(student, config.suite, suite_options=options, episodes=episodes, max_turns=config.max_turns)[0]
 
+    ctx.main_only(lambda: TrajectoryStore(config.store).close())  # rank 0 creates or migrates the store before the others open it
     with TrajectoryStore(config.store) as store:
         recorded = {**config_to_dict(config), "world_size": ctx.world_size}
         run = Run(id=state.run_id, name=config.run_name, config=recorded, code_version=__version__)

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -204,7 +205,7 @@ def _sqlite_engine(url: str, busy_timeout_s: float, *, write: bool, read_only: b
         else:
             cursor.execute("PRAGMA foreign_keys = ON")
             if not memory:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _enable_wal(cursor, busy_timeout_s)
                 cursor.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable against process crashes
         cursor.close()
 
@@ -213,6 +214,24 @@ def _sqlite_engine(url: str, busy_timeout_s: float, *, write: bool, read_only: b
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _enable_wal(cursor: Any, timeout_s: float) -> None:
+    """Switch to WAL, waiting out other processes doing the same to a new file.
+
+    Changing the journal mode needs an exclusive lock, and SQLite reports "database is
+    locked" at once instead of honouring busy_timeout, so two processes opening one new
+    store together would otherwise fail (seen: 6 of 15 trials).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 _MIGRATION_LOCK = 0x6F70_645F_7374_6F72  # "opd_stor": one advisory-lock key for opd's migrations

@@ -71,3 +71,27 @@ def test_two_writers_and_two_readers_at_once(tmp_path: Path) -> None:
     assert assert_consistent(db) == 2000
     with TrajectoryStore(db) as store:
         assert {r.name for r in store.runs()} == {"writer 1", "writer 2"}
+
+
+def _open_new_store(path: str, barrier, results) -> None:  # type: ignore[no-untyped-def]
+    barrier.wait()  # both processes open the not-yet-existing file at the same moment
+    try:
+        TrajectoryStore(path).close()
+        results.put("ok")
+    except Exception as exc:  # reported to the parent, which asserts
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_one_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    # Switching a new file to WAL needs an exclusive lock that SQLite does not wait for; this failed 6 times in 15.
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for trial in range(20):
+        barrier, results = context.Barrier(2), context.Queue()
+        workers = [context.Process(target=_open_new_store, args=(str(tmp_path / f"{trial}.db"), barrier, results)) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        assert [results.get(timeout=5) for _ in workers] == ["ok"] * 2
