@@ -25,15 +25,15 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from opd.agents.tiny import build_tiny_model, build_word_tokenizer
-from opd.envs import ToolEnv, play_expert
+from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
+from opd.envs import ToolEnv
 
 OPTIONS = {"difficulty": "easy", "prompt_style": "terse"}
 
 
 def build_models(directory: Path) -> tuple[Path, Path]:
     env = ToolEnv("calculator", **OPTIONS)
-    texts = [t for seed in range(100) for e in [play_expert(env, seed)] for t in (*e.actions, *e.observations)]
+    texts = expert_texts(env, 100)
     tokenizer = build_word_tokenizer(texts, directory / "student", numbers=range(-150, 1730))
     build_tiny_model(tokenizer, directory / "student", layers=2, hidden=64, heads=4, seed=0)
     build_tiny_model(tokenizer, directory / "teacher", layers=2, hidden=128, heads=4, seed=1)

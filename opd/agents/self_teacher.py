@@ -24,7 +24,7 @@ from gymnasium.utils import seeding
 
 from opd.agents.policy import CausalLMPolicy
 from opd.agents.teacher import WhiteBoxTeacher
-from opd.envs import ToolEnv, make_suite, play_expert
+from opd.envs import ToolEnv, ToolSuite, make_suite, play_expert
 from opd.errors import ConfigError
 from opd.trajectories import Annotations, Episode
 
@@ -79,7 +79,7 @@ class SelfTeacher:
         users = [i for i, m in enumerate(messages) if m["role"] == "user"]
         if not users:
             raise ConfigError(f"Episode {episode.id} has no user message to add privileged context to.")
-        messages[users[-1]]["content"] += f"\n\n(Privileged, for grading: {self._hint(episode)})"
+        messages[users[-1]]["content"] += f"\n\n(Privileged, for grading: {self._hint(episode, suite)})"
         prompt = self.student.chat.prompt_ids(messages, suite.tool_schemas)
         first = episode.steps[0]
         generated = first.policy_mask
@@ -91,14 +91,13 @@ class SelfTeacher:
         )
         return dataclasses.replace(episode, steps=(step, *episode.steps[1:]))
 
-    def _hint(self, episode: Episode) -> str:
+    def _hint(self, episode: Episode, suite: ToolSuite) -> str:
         if episode.seed is None:
             raise ConfigError(f"Episode {episode.id} has no seed, so its task (and answer) cannot be recovered.")
-        options = episode.env_options.get("suite_options", {})
         if self.config.context == "answer":
-            task = make_suite(episode.suite, **options).tasks.sample(seeding.np_random(episode.seed)[0])  # as ToolEnv.reset draws it
+            task = suite.tasks.sample(seeding.np_random(episode.seed)[0])  # as ToolEnv.reset draws it
             return f"the verified answer is {task.answer}"
-        env = ToolEnv(episode.suite, **options)
+        env = ToolEnv(episode.suite, **episode.env_options.get("suite_options", {}))
         try:
             return "a verified solution is: " + " then ".join(play_expert(env, episode.seed).actions)
         finally:

@@ -21,7 +21,9 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
-__all__ = ["TINY_CHAT_TEMPLATE", "build_tiny_model", "build_word_tokenizer"]
+from opd.envs import ToolEnv, play_expert
+
+__all__ = ["TINY_CHAT_TEMPLATE", "build_tiny_model", "build_word_tokenizer", "expert_texts"]
 
 # Fragments of the Hermes tool-call JSON, each one token, so a call is ~10 tokens instead of ~30.
 CALL_FRAGMENTS = ['{"name": "', '", "arguments": {', '": ', ', "', "}}", '"', "\n"]
@@ -38,6 +40,11 @@ TINY_CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{ '<|im_start|>assistant ' }}{% endif %}"
 )
+
+
+def expert_texts(env: ToolEnv, episodes: int) -> list[str]:
+    """Every action and observation of the suite expert's episodes on seeds 0..episodes-1: a corpus to fit a tokenizer to."""
+    return [text for seed in range(episodes) for e in [play_expert(env, seed)] for text in (*e.actions, *e.observations)]
 
 
 def build_word_tokenizer(corpus: Iterable[str], directory: Path, *, numbers: range = range(-2000, 2001)) -> PreTrainedTokenizerFast:

@@ -35,13 +35,13 @@ import torch
 
 from opd.agents.policy import CausalLMPolicy, SamplingConfig
 from opd.agents.rollout import collect_episodes, expert_demonstration
-from opd.agents.tiny import build_tiny_model, build_word_tokenizer
+from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
 from opd.distill.config import TrainConfig
 from opd.distill.evaluate import EVAL_SEED_OFFSET, EvalResult, evaluate
 from opd.distill.losses import LossConfig
 from opd.distill.sft import sft
 from opd.distill.train import TrainResult, train
-from opd.envs import ToolEnv, play_expert
+from opd.envs import ToolEnv
 
 __all__ = ["DemoConfig", "DemoResult", "demo_models", "run_demo"]
 
@@ -152,7 +152,7 @@ def _arm_config(config: DemoConfig, arm: str, loss: LossConfig, offpolicy: float
 
 def _build_models(config: DemoConfig, models: Path, report: Report) -> None:
     env = ToolEnv("calculator", **config.suite_options)
-    texts = [t for seed in range(300) for e in [play_expert(env, seed)] for t in (*e.actions, *e.observations)]
+    texts = expert_texts(env, 300)
     tokenizer = build_word_tokenizer(texts, models / "tokenizer", numbers=range(0, config.suite_options.get("max_value", 99) + 1))
     build_tiny_model(tokenizer, models / "teacher", layers=2, hidden=128, heads=4, seed=config.seed)
     teacher = CausalLMPolicy.from_pretrained(str(models / "teacher"))

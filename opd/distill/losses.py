@@ -38,6 +38,7 @@ steps with u above ``uncertainty_threshold`` instead.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -164,26 +165,42 @@ def compute_loss(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig, to
     """
     parts = config.terms
     totals = loss_totals(batch, config) if totals is None else totals
-    terms = {name: _term(name, logits_BTV, batch, config, totals) for name in parts}
+    shared = _PerToken(logits_BTV, batch, config)
+    terms = {name: _term(name, shared, batch, config, totals) for name in parts}
     loss = sum(weight * terms[name] for name, weight in parts.items())
     metrics = {f"loss/{name}": float(value.detach()) for name, value in terms.items()}
     metrics["loss"] = float(loss.detach())
     return LossResult(loss=loss, metrics=metrics)
 
 
-def _term(name: str, logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig, totals: LossTotals) -> Tensor:
-    if name == "token":
-        values_BT = _per_token(logits_BTV, batch, config)
-        weights_BT = _token_weights(batch, config).to(values_BT.device)
-        return torch.where(weights_BT > 0, values_BT * weights_BT, 0.0).sum() / max(totals["token/weight"], 1e-8)
-    if name == "step":
-        values_BT = _per_token(logits_BTV, batch, config)
-        weights_BT = _token_weights(batch, config).to(values_BT.device)
-        sums = _step_sums(torch.where(weights_BT > 0, values_BT * weights_BT, 0.0), batch)
-        counts = _step_sums(weights_BT, batch)
+class _PerToken:
+    """Per-token quantities of one ``compute_loss`` call, each computed once however many terms use it (a hybrid's do)."""
+
+    def __init__(self, logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig) -> None:
+        self.logits_BTV, self.batch, self.config = logits_BTV, batch, config
+
+    @functools.cached_property
+    def divergence_BT(self) -> Tensor:
+        return _per_token(self.logits_BTV, self.batch, self.config)
+
+    @functools.cached_property
+    def weights_BT(self) -> Tensor:
+        return _token_weights(self.batch, self.config).to(self.logits_BTV.device)
+
+    @functools.cached_property
+    def logq_BT(self) -> Tensor:
+        return torch.where(self.batch.policy_BT, token_logprobs(self.logits_BTV, self.batch.targets_BT), 0.0)
+
+
+def _term(name: str, shared: _PerToken, batch: EpisodeBatch, config: LossConfig, totals: LossTotals) -> Tensor:
+    if name in ("token", "step"):
+        weighted_BT = torch.where(shared.weights_BT > 0, shared.divergence_BT * shared.weights_BT, 0.0)
+        if name == "token":
+            return weighted_BT.sum() / max(totals["token/weight"], 1e-8)
+        sums, counts = _step_sums(weighted_BT, batch), _step_sums(shared.weights_BT, batch)
         present = counts > 0
         return (sums[present] / counts[present]).sum() / max(totals["step/steps"], 1.0)
-    logq_BT = torch.where(batch.policy_BT, token_logprobs(logits_BTV, batch.targets_BT), 0.0)
+    logq_BT = shared.logq_BT
     if name == "sft":
         return -logq_BT.sum() / max(totals["sft/tokens"], 1.0)
     returns_U, weights_U, present_U, _ = _units(name, batch, config)

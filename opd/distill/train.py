@@ -40,7 +40,7 @@ from opd.distill.evaluate import EvalResult, evaluate
 from opd.distill.losses import LossTotals, compute_loss, loss_totals
 from opd.distill.metrics import MetricsWriter
 from opd.envs import ToolEnv
-from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, sum_usage
+from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, critique_ledger
 
 __all__ = ["TrainResult", "train"]
 
@@ -273,13 +273,8 @@ def _critic_counts(episodes: list[Episode], critic: BlackBoxTeacher | None) -> d
     """This rank's critiques of the update: steps graded, left unannotated, and what they cost (summed over ranks by the caller)."""
     if critic is None:
         return {}
-    critiques = [c for e in episodes for c in e.annotations.critiques if c.teacher == critic.name]
-    totals = sum_usage(c.usage for c in critiques)
-    return {
-        "critic/steps": len(critiques),
-        "critic/unannotated": sum(c.score is None for c in critiques),
-        **{f"critic/{key}": math.nan if value is None else value for key, value in totals.items()},
-    }
+    ledger = critique_ledger(c for e in episodes for c in e.annotations.critiques if c.teacher == critic.name)
+    return {f"critic/{key}": math.nan if value is None else value for key, value in ledger.items()}
 
 
 _NOTHING_TO_LEARN: dict[str, Any] = {"loss": math.nan, "skipped": True, "grad_norm": math.nan, "policy_tokens": 0}

@@ -9,7 +9,18 @@ a SQLAlchemy URL such as ``postgresql+psycopg://user@host/db``).
 import os
 
 from opd.trajectories.jsonl import episode_from_json, episode_to_json, read_jsonl, write_jsonl
-from opd.trajectories.records import Annotations, Episode, EpisodeScore, Run, Step, StepCritique, TokenLogprobs, new_id, sum_usage
+from opd.trajectories.records import (
+    Annotations,
+    Episode,
+    EpisodeScore,
+    Run,
+    Step,
+    StepCritique,
+    TokenLogprobs,
+    critique_ledger,
+    new_id,
+    sum_usage,
+)
 from opd.trajectories.store import ANNOTATION_KINDS, EpisodeFilter, EpisodeSummary, TrajectoryStore
 
 DEFAULT_STORE = "runs/opd.db"
@@ -33,6 +44,7 @@ __all__ = [
     "StepCritique",
     "TokenLogprobs",
     "TrajectoryStore",
+    "critique_ledger",
     "default_store_location",
     "episode_from_json",
     "episode_to_json",

@@ -33,6 +33,7 @@ __all__ = [
     "Step",
     "StepCritique",
     "TokenLogprobs",
+    "critique_ledger",
     "new_id",
     "sum_usage",
 ]
@@ -154,6 +155,12 @@ def sum_usage(usages: Iterable[Mapping[str, Any]]) -> dict[str, float | None]:
             value, total = usage.get(key, 0), totals[key]
             totals[key] = None if value is None or total is None else total + value
     return totals
+
+
+def critique_ledger(critiques: Iterable[Any]) -> dict[str, float | None]:
+    """Steps graded, steps left unannotated, and the usage totals of ``critiques`` (anything with ``score`` and ``usage``)."""
+    critiques = list(critiques)
+    return {"steps": len(critiques), "unannotated": sum(c.score is None for c in critiques), **sum_usage(c.usage for c in critiques)}
 
 
 @dataclasses.dataclass(frozen=True)

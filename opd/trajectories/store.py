@@ -20,7 +20,7 @@ from opd.errors import ConfigError
 from opd.trajectories import convert
 from opd.trajectories.bulk import BulkInsert
 from opd.trajectories.database import open_engines
-from opd.trajectories.records import Annotations, Episode, Run, Step, sum_usage
+from opd.trajectories.records import Annotations, Episode, Run, Step, critique_ledger
 from opd.trajectories.schema import CritiqueRow, EpisodeRow, EpisodeScoreRow, RunRow, StepRow, TokenLogprobsRow
 
 __all__ = ["ANNOTATION_KINDS", "EpisodeFilter", "EpisodeStats", "EpisodeSummary", "Outcome", "TrajectoryStore"]
@@ -257,7 +257,7 @@ class TrajectoryStore:
         )
         with self._engines.read.connect() as connection:
             rows = connection.execute(query).all()
-        return {"steps": len(rows), "unannotated": sum(r.score is None for r in rows), **sum_usage(r.usage for r in rows)}
+        return critique_ledger(rows)
 
     def list_episodes(
         self,

@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 
 from opd.agents.policy import CausalLMPolicy
-from opd.agents.tiny import build_tiny_model, build_word_tokenizer
-from opd.envs import ToolEnv, play_expert
+from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
+from opd.envs import ToolEnv
 
 
 def suite_texts(suite: str = "calculator", episodes: int = 100) -> list[str]:
     env = ToolEnv(suite, difficulty="easy")
-    return [text for seed in range(episodes) for e in [play_expert(env, seed)] for text in (*e.actions, *e.observations)]
+    return expert_texts(env, episodes)
 
 
 @pytest.fixture(scope="session")

@@ -18,13 +18,13 @@ from opd.agents.critic import CriticConfig
 from opd.agents.policy import CausalLMPolicy, SamplingConfig
 from opd.agents.rollout import collect_episodes
 from opd.agents.self_teacher import SelfTeacher, SelfTeacherConfig
-from opd.agents.tiny import build_tiny_model, build_word_tokenizer
+from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
 from opd.cli.app import app
 from opd.distill.config import TrainConfig
 from opd.distill.losses import LossConfig
 from opd.distill.taxonomy import CELLS, Cell
 from opd.distill.train import best_successes, train
-from opd.envs import ToolEnv, play_expert
+from opd.envs import ToolEnv
 from opd.trajectories import EpisodeFilter, TrajectoryStore
 
 OPTIONS = {"difficulty": "easy", "prompt_style": "terse", "max_value": 99}
@@ -36,7 +36,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     directory = tmp_path_factory.mktemp("feedback-models")
     env = ToolEnv("calculator", **OPTIONS)
-    texts = [t for seed in range(50) for e in [play_expert(env, seed)] for t in (*e.actions, *e.observations)]
+    texts = expert_texts(env, 50)
     texts.append(PRIVILEGED_WORDS)  # a word-level tokenizer knows only the words it was fitted to
     tokenizer = build_word_tokenizer(texts, directory / "student", numbers=range(-100, 200))
     build_tiny_model(tokenizer, directory / "student", layers=1, hidden=16, heads=2, seed=0)
