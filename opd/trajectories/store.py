@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,12 @@ class EpisodeFilter:
     # A case-insensitive substring of the task id, the initial messages (system and task prompt) or any step's
     # action or observation (so the final answer too). A LIKE scan: bound it with a limit on large stores.
     text: str | None = None
+    annotated_by: str | None = None  # some annotation (of any kind) by this teacher
+    not_annotated_by: str | None = None  # no annotation of any kind by this teacher: what is left for it to score
+    run_ids: tuple[str, ...] = ()  # any of these runs (empty: any run)
+    suites: tuple[str, ...] = ()  # any of these suites (empty: any suite)
+    created_after: datetime | None = None  # inclusive
+    created_before: datetime | None = None  # exclusive
 
     def __post_init__(self) -> None:
         if self.has_annotation is not None and self.has_annotation not in _ANNOTATION_TABLES:
@@ -79,6 +86,17 @@ class EpisodeFilter:
             if self.teacher is not None:
                 match = sa.and_(match, table.c.teacher == self.teacher)
             clauses.append(sa.exists().where(match))
+        if self.annotated_by is not None:
+            clauses.append(_annotated_by(self.annotated_by))
+        if self.not_annotated_by is not None:
+            clauses.append(sa.not_(_annotated_by(self.not_annotated_by)))
+        for values, column in ((self.run_ids, _EPISODES.c.run_id), (self.suites, _EPISODES.c.suite)):
+            if values:
+                clauses.append(column.in_(list(values)))
+        if self.created_after is not None:
+            clauses.append(_EPISODES.c.created_at >= _utc(self.created_after))
+        if self.created_before is not None:
+            clauses.append(_EPISODES.c.created_at < _utc(self.created_before))
         if self.min_reward is not None:
             clauses.append(_EPISODES.c.reward >= self.min_reward)
         if self.max_reward is not None:
@@ -241,6 +259,18 @@ class TrajectoryStore:
         with self._engines.read.connect() as connection:
             return connection.execute(sa.select(_EPISODES.c.pk).where(_EPISODES.c.id == episode_id)).first() is not None
 
+    def episode_ids(self, where: EpisodeFilter = EpisodeFilter()) -> list[str]:
+        """The ids of matching episodes, oldest first (a fixed pool to draw from; ids only, so cheap on large stores)."""
+        query = sa.select(_EPISODES.c.id).where(*where.where()).order_by(_EPISODES.c.pk)
+        with self._engines.read.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    def tokenizers(self, where: EpisodeFilter = EpisodeFilter()) -> list[tuple[str, str]]:
+        """The distinct (tokenizer, chat template hash) the matching episodes were written with."""
+        columns = (_EPISODES.c.tokenizer, _EPISODES.c.chat_template_hash)
+        with self._engines.read.connect() as connection:
+            return [tuple(r) for r in connection.execute(sa.select(*columns).where(*where.where()).distinct().order_by(*columns))]
+
     def count_episodes(self, where: EpisodeFilter = EpisodeFilter(), *, at_most: int | None = None) -> int:
         """How many episodes match; with ``at_most``, counting stops there (a bounded cost on large stores)."""
         matching = sa.select(sa.literal(1)).select_from(_EPISODES).where(*where.where())
@@ -377,6 +407,16 @@ def _annotation_rows(episode_id: str, annotations: Annotations, steps: Iterable[
                 f"the step has {expected} policy tokens."
             )
     return convert.annotation_rows(episode_id, annotations)
+
+
+def _utc(moment: datetime) -> datetime:
+    """Stored times are UTC; a naive bound is read as UTC too."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _annotated_by(teacher: str) -> sa.ColumnElement[bool]:
+    """Whether the episode has any annotation, of any kind, by ``teacher``."""
+    return sa.or_(*(sa.exists().where(t.c.episode_id == _EPISODES.c.id, t.c.teacher == teacher) for t in _ANNOTATION_TABLES.values()))
 
 
 def _contains(column: sa.ColumnElement[Any], text: str) -> sa.ColumnElement[bool]:
