@@ -38,7 +38,9 @@ def train_command(
         task = bar.add_task("train", total=settings.updates, status="")
 
         def progress(update: int, values: dict) -> None:
-            status = f"loss {values['loss']:.4f}  rollout success {values['rollout/success']:.0%}"
+            status = f"loss {values['loss']:.4f}"
+            if "rollout/success" in values:  # absent when every episode of the update came from the store
+                status += f"  rollout success {values['rollout/success']:.0%}"
             if "eval/success" in values:
                 status += f"  eval {values['eval/success']:.0%}"
             bar.update(task, completed=update, status=status)

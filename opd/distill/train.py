@@ -39,6 +39,7 @@ from opd.distill.distributed import DistributedContext, distributed
 from opd.distill.evaluate import EvalResult, evaluate
 from opd.distill.losses import LossTotals, compute_loss, loss_totals
 from opd.distill.metrics import MetricsWriter
+from opd.distill.offline import StoreReplay
 from opd.envs import ToolEnv
 from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, critique_ledger
 
@@ -104,12 +105,15 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
         run = Run(id=state.run_id, name=config.run_name, config=recorded, code_version=__version__)
         ctx.main_only(lambda: store.add_run(run))  # before any rank writes an episode of it
         started = time.perf_counter() - state.wall_seconds
+        source = TrajectoryStore(config.replay.store) if config.replay and config.replay.store else store
+        replay = StoreReplay(config.replay, source, config.episodes_per_update, ctx) if config.replay else None
+        fresh = replay.fresh if replay else share
         for update in range(state.update, config.updates):
             if config.max_labelled_tokens is not None and state.labelled_tokens >= config.max_labelled_tokens:
                 break
             rng = np.random.default_rng([config.seed, update])
             offpolicy = teacher_policy is not None and rng.random() < config.offpolicy_fraction
-            played = _rollout(teacher_policy if offpolicy else student, config, update, state.run_id, share)
+            played = _rollout(teacher_policy if offpolicy else student, config, update, state.run_id, fresh) if len(fresh) else []
             failed = [e for e in played if e.num_tokens < 2]  # a sandbox failed before the policy wrote anything
             episodes = [e for e in played if e.num_tokens >= 2]
             scored_by_logits = logits_source is not None and config.loss.needs_logits and not offpolicy  # SFT on teacher episodes
@@ -118,8 +122,11 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
             if critic is not None and not offpolicy:
                 episodes = _annotated(episodes, critic.name, critic.annotate(episodes))
             store.write_episodes([*episodes, *failed])
-            trained_on = best_successes(episodes) if config.keep == "best_success" else episodes
-            values = _update(student, model, optimizer, trained_on, config, logits_source, critic, ctx)
+            annotators = [a for a, needed in ((logits_source, config.loss.needs_logits), (critic, True)) if a is not None and needed]
+            replayed = replay.take(update, annotators) if replay else []
+            pool = [*episodes, *replayed]
+            trained_on = best_successes(pool) if config.keep == "best_success" else pool
+            values = _update(student, model, optimizer, trained_on, config, logits_source, critic, ctx, replay)
             if self_teacher is not None and not values["skipped"]:
                 self_teacher.update()
             # Teacher-labelled tokens: student tokens the teacher scored, or tokens the teacher wrote itself.
@@ -135,6 +142,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
             values = {**values, **{k: v for k, v in counts.items() if k != "labelled"}}
             values.update(
                 _rollout_metrics(played, ctx),
+                **({"replay/episodes": ctx.sum_metrics({"n": len(replayed)})["n"]} if replay else {}),
                 offpolicy=float(offpolicy),
                 labelled_tokens=state.labelled_tokens,
                 wall_seconds=state.wall_seconds,
@@ -152,6 +160,8 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
                 progress(update + 1, values)
             if _due(update + 1, config.checkpoint_every, config.updates) or budget_spent:
                 ctx.main_only(functools.partial(save_checkpoint, checkpoints, student.model, student.tokenizer, optimizer, state))
+        if source is not store:
+            source.close()
         usage = ctx.main_only(lambda: store.critique_usage(EpisodeFilter(run_id=state.run_id))) if critic is not None else None
     if metrics is not None:
         metrics.close()
@@ -202,6 +212,7 @@ def _update(
     logits_source: WhiteBoxTeacher | SelfTeacher | None,
     critic: BlackBoxTeacher | None,
     ctx: DistributedContext,
+    replay: StoreReplay | None = None,
 ) -> dict[str, Any]:
     """One optimizer step on the global batch (every rank's ``episodes``); skipped everywhere if the loss or gradient is not finite.
 
@@ -219,6 +230,8 @@ def _update(
         if episodes
         else None
     )
+    if batch is not None and replay is not None:
+        batch = replay.weigh(batch)
     totals = LossTotals(ctx.sum_metrics(loss_totals(batch, config.loss).values if batch else {}))
     if totals["policy_tokens"] == 0:
         return dict(_NOTHING_TO_LEARN)
@@ -292,7 +305,7 @@ def _rollout_metrics(episodes: list[Episode], ctx: DistributedContext) -> dict[s
         }
     )
     count = sums.pop("episodes")
-    return {name: value / count for name, value in sums.items()}
+    return {name: value / count for name, value in sums.items()} if count else {}  # none when every episode came from the store
 
 
 def _due(done: int, every: int, total: int) -> bool:
