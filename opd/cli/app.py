@@ -7,7 +7,7 @@ import logging
 import typer
 
 from opd import __version__
-from opd.cli import annotate, demo, episodes, sandbox, suites, train, view
+from opd.cli import annotate, branch, demo, episodes, sandbox, suites, train, view
 
 app = typer.Typer(
     name="opd",
@@ -20,6 +20,7 @@ app.command("train")(train.train_command)
 app.command("eval")(train.eval_command)
 app.command("view")(view.view)
 app.command("annotate")(annotate.annotate_command)
+app.command("branch")(branch.branch_command)
 app.add_typer(suites.app, name="suites")
 app.add_typer(episodes.app, name="episodes")
 app.add_typer(sandbox.app, name="sandbox")

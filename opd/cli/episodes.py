@@ -13,7 +13,16 @@ from rich.table import Table
 from opd.agents import replay_episode
 from opd.cli.render import console, describe_usage, fail
 from opd.errors import OpdError
-from opd.trajectories import ANNOTATION_KINDS, DEFAULT_STORE, Episode, EpisodeFilter, TrajectoryStore, default_store_location, sum_usage
+from opd.trajectories import (
+    ANNOTATION_KINDS,
+    DEFAULT_STORE,
+    Episode,
+    EpisodeFilter,
+    EpisodeSummary,
+    TrajectoryStore,
+    default_store_location,
+    sum_usage,
+)
 from opd.trajectories.inspection import step_divergence
 from opd.trajectories.jsonl import read_jsonl, write_jsonl
 
@@ -76,6 +85,7 @@ def show(episode_id: str, store: str = StoreOption) -> None:
     """Show one episode turn by turn: actions, tool calls, results, errors, rewards, teacher critiques and divergence."""
     with open_store(store) as trajectories:
         episode = get_episode(trajectories, episode_id)
+        branches = trajectories.list_episodes(EpisodeFilter(parent_id=episode.id), limit=1000)
     console.rule(f"episode {episode.id}")
     console.print(
         f"suite [bold]{episode.suite}[/]  task {escape(episode.task_id)}  seed {episode.seed}  run {episode.run_id}\n"
@@ -114,6 +124,28 @@ def show(episode_id: str, store: str = StoreOption) -> None:
         console.print(f"[magenta]episode score by {escape(score.teacher)}[/]: {score.reward:.2f} {escape(score.detail)}")
     if episode.annotations.token_logprobs:
         console.print(divergence_table(episode))
+    if episode.parent_id is not None:
+        console.print(f"[bold]branch[/] of episode {episode.parent_id} from step {episode.branch_step} (steps before it are the parent's)")
+    if branches:
+        console.print(branch_table(branches[::-1]))
+
+
+def branch_table(branches: list[EpisodeSummary]) -> Table:
+    table = Table(title=f"{len(branches)} branches (`opd branch`), oldest first", box=box.SIMPLE_HEAD)
+    for column in ("id", "from step", "steps", "reward", "ok", "end", "policy"):
+        table.add_column(column, no_wrap=column == "id", overflow="fold")
+    for b in branches:
+        ok = "[green]yes[/]" if b.success else "[red]no[/]"
+        table.add_row(
+            b.id[:12],
+            str(b.branch_step),
+            str(b.num_steps),
+            f"{b.reward:.2f}",
+            ok,
+            _END.get(b.termination, b.termination),
+            escape(b.policy_model),
+        )
+    return table
 
 
 def divergence_table(episode: Episode) -> Table:

@@ -58,6 +58,8 @@ def episode_to_row(episode: Episode) -> dict[str, Any]:
         "sandbox": dict(episode.sandbox),
         "writer": dict(episode.writer),
         "created_at": episode.created_at,
+        "parent_id": episode.parent_id,
+        "branch_step": episode.branch_step,
     }
 
 
@@ -173,6 +175,8 @@ def episode_from_row(row: Mapping[str, Any], steps: Sequence[Step], annotations:
         writer=row["writer"],
         annotations=annotations,
         created_at=aware(row["created_at"]),
+        parent_id=row["parent_id"],
+        branch_step=row["branch_step"],
     )
 
 

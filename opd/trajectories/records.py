@@ -211,6 +211,10 @@ class Episode:
     writer: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # host, pid, rank of the writing process
     annotations: Annotations = Annotations()
     created_at: datetime = dataclasses.field(default_factory=utcnow)
+    # A branch (``opd branch``): the episode it continues and the step it branched at. Its steps before
+    # ``branch_step`` are the parent's, copied as context (policy mask off); the steps from there on are its own.
+    parent_id: str | None = None
+    branch_step: int | None = None
 
     @property
     def token_ids(self) -> np.ndarray:

@@ -66,6 +66,10 @@ class EpisodeRow(SQLModel, table=True):
     sandbox: dict[str, Any] = _json()
     writer: dict[str, Any] = _json()  # added by revision 0002
     created_at: datetime = _when()
+    # A branch: the episode it was branched from (not a foreign key: a branch may be imported without its parent)
+    # and the step it branched at. Added by revision 0004.
+    parent_id: str | None = Field(default=None, sa_column=Column(String(_ID), nullable=True, index=True))
+    branch_step: int | None = None
 
 
 class StepRow(SQLModel, table=True):

@@ -62,6 +62,7 @@ class EpisodeFilter:
     suites: tuple[str, ...] = ()  # any of these suites (empty: any suite)
     created_after: datetime | None = None  # inclusive
     created_before: datetime | None = None  # exclusive
+    parent_id: str | None = None  # only the branches of this episode (its full id)
 
     def __post_init__(self) -> None:
         if self.has_annotation is not None and self.has_annotation not in _ANNOTATION_TABLES:
@@ -77,6 +78,7 @@ class EpisodeFilter:
             ("success", "success"),
             ("task_id", "task_id"),
             ("episode_id", "id"),
+            ("parent_id", "parent_id"),
         ):
             if (value := getattr(self, field)) is not None:
                 clauses.append(_EPISODES.c[column] == value)
@@ -130,6 +132,8 @@ class EpisodeSummary:
     policy_model: str
     tokenizer: str
     created_at: Any
+    parent_id: str | None = None  # set on a branch: the episode it branched from
+    branch_step: int | None = None  # and the step it branched at
 
 
 @dataclasses.dataclass(frozen=True)
