@@ -99,6 +99,11 @@ def show(episode_id: str, store: str = StoreOption) -> None:
     critiques = {(c.step_index, c.teacher): c for c in episode.annotations.critiques}
     for step in episode.steps:
         console.rule(f"step {step.index}", style="dim")
+        for route in (r for r in episode.annotations.routes if r.step_index == step.index):
+            doubt = "" if route.uncertainty is None else f", uncertainty {route.uncertainty:.2f}"
+            console.print(
+                f"[blue]{escape(route.teacher)} chose {escape(route.chosen)}[/] ({escape(route.reason)}{doubt}; {route.tokens} tokens read)"
+            )
         console.print(f"[bold cyan]action[/] {escape(step.action)}")
         style = "red" if step.error_kind else "green"
         label = f"error ({step.error_kind})" if step.error_kind else "observation"
@@ -124,10 +129,27 @@ def show(episode_id: str, store: str = StoreOption) -> None:
         console.print(f"[magenta]episode score by {escape(score.teacher)}[/]: {score.reward:.2f} {escape(score.detail)}")
     if episode.annotations.token_logprobs:
         console.print(divergence_table(episode))
+    if episode.annotations.routes:
+        console.print(route_table(episode))
     if episode.parent_id is not None:
         console.print(f"[bold]branch[/] of episode {episode.parent_id} from step {episode.branch_step} (steps before it are the parent's)")
     if branches:
         console.print(branch_table(branches[::-1]))
+
+
+def route_table(episode: Episode) -> Table:
+    """Each routed teacher's share of the steps and what it read and cost, per router."""
+    table = Table(title="teachers chosen per step (routing): share and cost (FLOPs = 2 x parameters x tokens read)", box=box.SIMPLE_HEAD)
+    for column in ("router", "teacher", "steps", "share", "tokens read", "FLOPs"):
+        table.add_column(column)
+    totals: dict[tuple[str, str], list[float]] = {}
+    for route in episode.annotations.routes:
+        entry = totals.setdefault((route.teacher, route.chosen), [0, 0, 0.0])
+        entry[0], entry[1], entry[2] = entry[0] + 1, entry[1] + route.tokens, entry[2] + route.cost
+    for (router, chosen), (steps, tokens, cost) in sorted(totals.items()):
+        share = steps / sum(v[0] for (r, _), v in totals.items() if r == router)
+        table.add_row(escape(router), escape(chosen), str(steps), f"{share:.0%}", f"{tokens:,}", f"{cost:.3g}")
+    return table
 
 
 def branch_table(branches: list[EpisodeSummary]) -> Table:

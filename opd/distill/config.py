@@ -20,6 +20,7 @@ import yaml
 
 from opd.agents.critic import CriticConfig
 from opd.agents.policy import SamplingConfig
+from opd.agents.routing import RoutingConfig
 from opd.agents.self_teacher import SelfTeacherConfig
 from opd.distill.losses import LossConfig
 from opd.distill.offline import ReplayConfig
@@ -60,6 +61,7 @@ class TrainConfig:
     teacher_device: str | None = None  # where the white-box teacher runs, e.g. "cuda:1"; None: beside the student
     tensorboard: bool = True  # also write TensorBoard event files beside metrics.jsonl
     replay: ReplayConfig | None = None  # batches from the trajectory store, alone (ratio 1) or mixed with rollouts (docs/training.md)
+    routing: RoutingConfig | None = None  # route each step between `teacher` (the default) and further teachers (docs/training.md)
 
     def __post_init__(self) -> None:
         if self.updates < 1 or self.episodes_per_update < 1:

@@ -30,6 +30,7 @@ from opd.agents.critic import BlackBoxTeacher
 from opd.agents.policy import CausalLMPolicy
 from opd.agents.preflight import preflight
 from opd.agents.rollout import collect_episodes
+from opd.agents.routing import RoutedTeacher, route_metrics
 from opd.agents.self_teacher import SelfTeacher
 from opd.agents.teacher import WhiteBoxTeacher
 from opd.distill.batch import make_batch
@@ -86,6 +87,8 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
         _preflight(student, teacher, config)
     self_teacher = SelfTeacher(student, config.self_teacher, k=config.teacher_k) if config.self_teacher else None
     logits_source = teacher or self_teacher  # who gives token log-probs: a white-box teacher or the student itself
+    if config.routing is not None:  # or several white-box teachers, chosen per step
+        logits_source = RoutedTeacher.load(teacher, config.routing, k=config.teacher_k, device=teacher_device)
     critic = BlackBoxTeacher(config.critic) if config.critic else None
     model = ctx.wrap(student.model)  # gradients are all-reduced through this; rollouts use student.model directly
     optimizer = torch.optim.AdamW(student.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -147,6 +150,8 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
                 labelled_tokens=state.labelled_tokens,
                 wall_seconds=state.wall_seconds,
             )
+            if isinstance(logits_source, RoutedTeacher):
+                values.update(route_metrics(ctx.sum_metrics(logits_source.take_counts())))
             values.update(ctx.comm.take())
             budget_spent = config.max_labelled_tokens is not None and state.labelled_tokens >= config.max_labelled_tokens
             if _due(update + 1, config.eval_every, config.updates) or budget_spent:
@@ -209,7 +214,7 @@ def _update(
     optimizer: torch.optim.Optimizer,
     episodes: list[Episode],
     config: TrainConfig,
-    logits_source: WhiteBoxTeacher | SelfTeacher | None,
+    logits_source: WhiteBoxTeacher | SelfTeacher | RoutedTeacher | None,
     critic: BlackBoxTeacher | None,
     ctx: DistributedContext,
     replay: StoreReplay | None = None,
@@ -275,6 +280,7 @@ def _annotated(episodes: list[Episode], teacher: str, annotations: list[Annotati
                 (*e.annotations.token_logprobs, *a.token_logprobs),
                 (*e.annotations.critiques, *a.critiques),
                 (*e.annotations.episode_scores, *a.episode_scores),
+                (*e.annotations.routes, *a.routes),
             ),
             teacher_models=(*e.teacher_models, teacher),
         )

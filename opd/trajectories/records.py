@@ -32,6 +32,7 @@ __all__ = [
     "Run",
     "Step",
     "StepCritique",
+    "StepRoute",
     "TokenLogprobs",
     "critique_ledger",
     "new_id",
@@ -173,17 +174,37 @@ class EpisodeScore:
 
 
 @dataclasses.dataclass(frozen=True)
+class StepRoute:
+    """Which of several teachers a router chose for one step, and why.
+
+    ``teacher`` is the router's name (its annotations are stored under it); ``chosen``
+    the teacher whose feedback it took for the step. ``tokens`` is what the chosen
+    teacher read for it and ``cost`` that in the router's cost unit (FLOPs: 2 x
+    parameters x tokens), so shares and costs add up per teacher.
+    """
+
+    teacher: str
+    step_index: int
+    chosen: str
+    reason: str = ""  # the rule that matched, e.g. "tool place_order", "steps 0-1", "uncertainty 0.71 > 0.5", "default"
+    uncertainty: float | None = None  # the cheap teacher's normalised entropy on the step, where it was measured
+    tokens: int = 0
+    cost: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Annotations:
     token_logprobs: tuple[TokenLogprobs, ...] = ()
     critiques: tuple[StepCritique, ...] = ()
     episode_scores: tuple[EpisodeScore, ...] = ()
+    routes: tuple[StepRoute, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.token_logprobs or self.critiques or self.episode_scores)
+        return bool(self.token_logprobs or self.critiques or self.episode_scores or self.routes)
 
     @property
     def teachers(self) -> list[str]:
-        names = [a.teacher for a in (*self.token_logprobs, *self.critiques, *self.episode_scores)]
+        names = [a.teacher for a in (*self.token_logprobs, *self.critiques, *self.episode_scores, *self.routes)]
         return sorted(set(names))
 
 

@@ -22,7 +22,7 @@ from opd.trajectories import convert
 from opd.trajectories.bulk import BulkInsert
 from opd.trajectories.database import open_engines
 from opd.trajectories.records import Annotations, Episode, Run, Step, critique_ledger
-from opd.trajectories.schema import CritiqueRow, EpisodeRow, EpisodeScoreRow, RunRow, StepRow, TokenLogprobsRow
+from opd.trajectories.schema import CritiqueRow, EpisodeRow, EpisodeScoreRow, RunRow, StepRouteRow, StepRow, TokenLogprobsRow
 
 __all__ = ["ANNOTATION_KINDS", "EpisodeFilter", "EpisodeStats", "EpisodeSummary", "Outcome", "TrajectoryStore"]
 
@@ -35,8 +35,14 @@ _ANNOTATION_TABLES = {
     "token_logprobs": TokenLogprobsRow.__table__,
     "critiques": CritiqueRow.__table__,
     "episode_scores": EpisodeScoreRow.__table__,
+    "step_routes": StepRouteRow.__table__,
 }
 ANNOTATION_KINDS = tuple(_ANNOTATION_TABLES)
+_STEP_READERS = {  # the annotations that belong to a step
+    "token_logprobs": convert.token_logprobs_from_row,
+    "critiques": convert.critique_from_row,
+    "step_routes": convert.step_route_from_row,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,13 +338,15 @@ class TrajectoryStore:
             rows = connection.execute(sa.select(_STEPS).where(*in_range).order_by(_STEPS.c.index)).mappings()
             steps = [convert.step_from_row(r) for r in rows]
             annotations = {}
-            for kind, read in (("token_logprobs", convert.token_logprobs_from_row), ("critiques", convert.critique_from_row)):
+            for kind, read in _STEP_READERS.items():
                 table = _ANNOTATION_TABLES[kind]
                 steps_of = [table.c.episode_id == episode_id, table.c.step_index >= start]
                 if stop is not None:
                     steps_of.append(table.c.step_index < stop)
                 annotations[kind] = tuple(read(r) for r in connection.execute(sa.select(table).where(*steps_of)).mappings())
-        return steps, convert.sort_annotations(Annotations(**annotations))
+        return steps, convert.sort_annotations(
+            Annotations(token_logprobs=annotations["token_logprobs"], critiques=annotations["critiques"], routes=annotations["step_routes"])
+        )
 
     def episode_stats(self) -> list[EpisodeStats]:
         """Counts and means per (run, suite), in one grouped scan of the episode headers."""
@@ -400,7 +408,7 @@ class TrajectoryStore:
 def _annotation_rows(episode_id: str, annotations: Annotations, steps: Iterable[Step]) -> dict[str, list[dict[str, Any]]]:
     """Rows per annotation table, after checking each annotation fits the step it names."""
     steps = {s.index: s for s in steps}
-    for a in (*annotations.token_logprobs, *annotations.critiques):
+    for a in (*annotations.token_logprobs, *annotations.critiques, *annotations.routes):
         if a.step_index not in steps:
             raise ConfigError(f"Annotation by {a.teacher!r} names step {a.step_index}, but episode {episode_id} has steps {sorted(steps)}.")
     for a in annotations.token_logprobs:
@@ -444,17 +452,15 @@ def _load_episodes(connection: sa.Connection, rows: Sequence[Any]) -> list[Episo
     ids = [r["id"] for r in rows]
     steps = _steps(connection, ids)
     found: dict[str, dict[str, list[Any]]] = {i: {k: [] for k in _ANNOTATION_TABLES} for i in ids}
-    readers = {
-        "token_logprobs": convert.token_logprobs_from_row,
-        "critiques": convert.critique_from_row,
-        "episode_scores": convert.episode_score_from_row,
-    }
+    readers = {**_STEP_READERS, "episode_scores": convert.episode_score_from_row}
     for kind, table in _ANNOTATION_TABLES.items():
         for row in connection.execute(sa.select(table).where(table.c.episode_id.in_(ids))).mappings():
             found[row["episode_id"]][kind].append(readers[kind](row))
     episodes = []
     for row in rows:
         a = found[row["id"]]
-        annotations = convert.sort_annotations(Annotations(tuple(a["token_logprobs"]), tuple(a["critiques"]), tuple(a["episode_scores"])))
+        annotations = convert.sort_annotations(
+            Annotations(tuple(a["token_logprobs"]), tuple(a["critiques"]), tuple(a["episode_scores"]), tuple(a["step_routes"]))
+        )
         episodes.append(convert.episode_from_row(row, steps[row["id"]], annotations))
     return episodes
