@@ -20,6 +20,7 @@ own.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,7 +34,7 @@ from opd.envs import Sandbox, ToolEnv
 from opd.errors import ConfigError
 from opd.trajectories import Episode, Step
 
-__all__ = ["NotReplayableError", "branch_episode", "restore_env"]
+__all__ = ["NotReplayableError", "branch_episode", "play_from", "restore_env"]
 
 
 class NotReplayableError(ConfigError):
@@ -85,25 +86,51 @@ def branch_episode(
     """
     if n < 1:
         raise ConfigError(f"n (branches) must be at least 1, got {n}.")
-    if sandboxes is not None and len(sandboxes) != n:
-        raise ConfigError(f"Give one sandbox per branch: {n} branches, {len(sandboxes)} sandboxes.")
-    check_tokenizers(policy, [(episode.tokenizer, episode.chat_template_hash)])
+    seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(n)]
+    return play_from([(episode, from_step)] * n, policy, run_id=run_id, sampling=sampling, seeds=seeds, sandboxes=sandboxes)
+
+
+def play_from(
+    starts: Sequence[tuple[Episode, int]],
+    policy: CausalLMPolicy,
+    *,
+    run_id: str,
+    sampling: SamplingConfig,
+    seeds: Sequence[int],
+    sandboxes: Sequence[Sandbox] | None = None,
+) -> list[Episode]:
+    """For each (episode, step) of ``starts``, ``policy`` plays on from before that step, all in one batch; not stored.
+
+    Start ``i`` samples with a generator seeded with ``seeds[i]``; ``sandboxes`` (one per start) for suites
+    that need isolation. The episodes come back in order, linked to their parents.
+    """
+    if len(seeds) != len(starts) or (sandboxes is not None and len(sandboxes) != len(starts)):
+        raise ConfigError(f"Give one seed (and sandbox, if any) per start: {len(starts)} starts, {len(seeds)} seeds.")
+    check_tokenizers(policy, sorted({(e.tokenizer, e.chat_template_hash) for e, _ in starts}))
     restored: list[tuple[ToolEnv, Prefix]] = []
     try:
-        for j in range(n):
-            restored.append(restore_env(episode, from_step, sandbox=None if sandboxes is None else sandboxes[j]))
-        states = [int(s) for s in np.random.SeedSequence(seed).generate_state(n)]
-        generators = [torch.Generator(policy.device).manual_seed(s) for s in states]
-        envs = [env for env, _ in restored]
-        options = dict(episode.env_options.get("suite_options", {}))
-        played = collect_episodes(
-            policy, envs, [episode.seed] * n, run_id=run_id, sampling=sampling, generator=generators, suite_options=options,
-            prefixes=[prefix for _, prefix in restored],
-        )  # fmt: skip
+        for i, (episode, step) in enumerate(starts):
+            restored.append(restore_env(episode, step, sandbox=None if sandboxes is None else sandboxes[i]))
+        generators = [torch.Generator(policy.device).manual_seed(int(s)) for s in seeds]
+        played: dict[int, Episode] = {}
+        for options, members in _by_suite_options(starts).items():  # the options are recorded with each episode
+            batch = collect_episodes(
+                policy, [restored[i][0] for i in members], [starts[i][0].seed for i in members], run_id=run_id, sampling=sampling,
+                generator=[generators[i] for i in members], suite_options=json.loads(options), prefixes=[restored[i][1] for i in members],
+            )  # fmt: skip
+            played.update(zip(members, batch, strict=True))
     finally:
         for env, _ in restored:
             env.close()
-    return [dataclasses.replace(e, parent_id=episode.id, branch_step=from_step) for e in played]
+    return [dataclasses.replace(played[i], parent_id=parent.id, branch_step=step) for i, (parent, step) in enumerate(starts)]
+
+
+def _by_suite_options(starts: Sequence[tuple[Episode, int]]) -> dict[str, list[int]]:
+    """Start indices grouped by their episode's suite options (as canonical JSON)."""
+    groups: dict[str, list[int]] = {}
+    for i, (episode, _) in enumerate(starts):
+        groups.setdefault(json.dumps(dict(episode.env_options.get("suite_options", {})), sort_keys=True), []).append(i)
+    return groups
 
 
 def _check_branch_point(episode: Episode, step: int) -> None:

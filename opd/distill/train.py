@@ -117,6 +117,8 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
             rng = np.random.default_rng([config.seed, update])
             offpolicy = teacher_policy is not None and rng.random() < config.offpolicy_fraction
             played = _rollout(teacher_policy if offpolicy else student, config, update, state.run_id, fresh) if len(fresh) else []
+            if replay is not None and replay.restarts:  # and episodes the student plays on from stored states
+                played += replay.restart(update, student, config.sampling, seed=config.seed, run_id=state.run_id)
             failed = [e for e in played if e.num_tokens < 2]  # a sandbox failed before the policy wrote anything
             episodes = [e for e in played if e.num_tokens >= 2]
             scored_by_logits = logits_source is not None and config.loss.needs_logits and not offpolicy  # SFT on teacher episodes
@@ -126,7 +128,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
                 episodes = _annotated(episodes, critic.name, critic.annotate(episodes))
             store.write_episodes([*episodes, *failed])
             annotators = [a for a, needed in ((logits_source, config.loss.needs_logits), (critic, True)) if a is not None and needed]
-            replayed = replay.take(update, annotators) if replay else []
+            replayed = replay.take(update, annotators) if replay and not replay.restarts else []
             pool = [*episodes, *replayed]
             trained_on = best_successes(pool) if config.keep == "best_success" else pool
             values = _update(student, model, optimizer, trained_on, config, logits_source, critic, ctx, replay)
@@ -145,7 +147,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
             values = {**values, **{k: v for k, v in counts.items() if k != "labelled"}}
             values.update(
                 _rollout_metrics(played, ctx),
-                **({"replay/episodes": ctx.sum_metrics({"n": len(replayed)})["n"]} if replay else {}),
+                **(replay.metrics() if replay else {}),
                 offpolicy=float(offpolicy),
                 labelled_tokens=state.labelled_tokens,
                 wall_seconds=state.wall_seconds,

@@ -113,3 +113,29 @@ def test_mixed_replay_scores_unannotated_stored_episodes_once_and_plays_the_rest
         assert store.count_episodes(EpisodeFilter(annotated_by=str(models[1]))) == 3  # scored once, kept for the next run
     with TrajectoryStore(settings.store) as store:
         assert store.count_episodes(EpisodeFilter(run_id=result.run_id)) == 4  # two played per update
+
+
+@pytest.mark.slow
+def test_restarts_play_on_from_stored_states_late_first(models, tmp_path: Path) -> None:
+    """mode: restart with a depth curriculum: update u starts each stored episode further back, ending at step 0."""
+    source = tmp_path / "demos.db"
+    chat = ChatTokens(AutoTokenizer.from_pretrained(models[0]))
+    with TrajectoryStore(source) as store:
+        run = store.add_run(Run(name="demos"))
+        env = ToolEnv("calculator", **OPTIONS)
+        demos = [expert_demonstration(chat, env, seed, run_id=run.id, suite_options=OPTIONS) for seed in range(2)]
+        store.write_episodes(demos)
+    assert {len(d.steps) for d in demos} == {3}
+    replay = ReplayConfig(store=str(source), ratio=1.0, mode="restart", curriculum_updates=2)
+    settings = config(models, tmp_path / "restart", updates=3, episodes_per_update=2, replay=replay)
+    result = train(settings)
+    lines = metrics(tmp_path / "restart")
+    assert [line["restart/depth"] for line in lines] == [2, 1, 0] and all(line["restart/episodes"] == 2 for line in lines)
+    assert not any(line["skipped"] for line in lines) and all("rollout/success" in line for line in lines)
+    with TrajectoryStore(settings.store) as store:
+        played = [store.get_episode(i) for i in store.episode_ids(EpisodeFilter(run_id=result.run_id))]
+    assert [(e.parent_id, e.branch_step) for e in played] == [(d.id, k) for k in (2, 1, 0) for d in demos]
+    for episode in played:  # the parent's steps are context; the student's own start at the branch step
+        assert not any(s.num_policy_tokens for s in episode.steps[: episode.branch_step])
+        assert episode.steps[episode.branch_step].num_policy_tokens > 0
+        assert {a.step_index for a in episode.annotations.token_logprobs} >= {episode.branch_step}  # the teacher scored its steps
