@@ -21,6 +21,7 @@ from opd.trajectories import (
     EpisodeSummary,
     TrajectoryStore,
     default_store_location,
+    route_shares,
     sum_usage,
 )
 from opd.trajectories.inspection import step_divergence
@@ -142,13 +143,9 @@ def route_table(episode: Episode) -> Table:
     table = Table(title="teachers chosen per step (routing): share and cost (FLOPs = 2 x parameters x tokens read)", box=box.SIMPLE_HEAD)
     for column in ("router", "teacher", "steps", "share", "tokens read", "FLOPs"):
         table.add_column(column)
-    totals: dict[tuple[str, str], list[float]] = {}
-    for route in episode.annotations.routes:
-        entry = totals.setdefault((route.teacher, route.chosen), [0, 0, 0.0])
-        entry[0], entry[1], entry[2] = entry[0] + 1, entry[1] + route.tokens, entry[2] + route.cost
-    for (router, chosen), (steps, tokens, cost) in sorted(totals.items()):
-        share = steps / sum(v[0] for (r, _), v in totals.items() if r == router)
-        table.add_row(escape(router), escape(chosen), str(steps), f"{share:.0%}", f"{tokens:,}", f"{cost:.3g}")
+    for share in route_shares(episode.annotations.routes):
+        row = (share.router, share.teacher, str(share.steps), f"{share.share:.0%}", f"{share.tokens:,}", f"{share.cost:.3g}")
+        table.add_row(*(escape(cell) for cell in row))
     return table
 
 

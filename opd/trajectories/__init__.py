@@ -20,6 +20,7 @@ from opd.trajectories.records import (
     TokenLogprobs,
     critique_ledger,
     new_id,
+    route_shares,
     sum_usage,
 )
 from opd.trajectories.store import ANNOTATION_KINDS, EpisodeFilter, EpisodeSummary, TrajectoryStore
@@ -51,6 +52,7 @@ __all__ = [
     "episode_from_json",
     "episode_to_json",
     "new_id",
+    "route_shares",
     "sum_usage",
     "read_jsonl",
     "write_jsonl",

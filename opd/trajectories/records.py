@@ -36,6 +36,7 @@ __all__ = [
     "TokenLogprobs",
     "critique_ledger",
     "new_id",
+    "route_shares",
     "sum_usage",
 ]
 
@@ -190,6 +191,33 @@ class StepRoute:
     uncertainty: float | None = None  # the cheap teacher's normalised entropy on the step, where it was measured
     tokens: int = 0
     cost: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RouteShare:
+    """One teacher's part of a router's choices: steps, their share of the router's steps, tokens read and cost."""
+
+    router: str
+    teacher: str
+    steps: int
+    share: float
+    tokens: int
+    cost: float
+
+
+def route_shares(routes: Iterable[StepRoute]) -> list[RouteShare]:
+    """Per (router, chosen teacher), sorted: how many steps it took, their share, and the tokens and cost charged."""
+    totals: dict[tuple[str, str], list[float]] = {}
+    for route in routes:
+        entry = totals.setdefault((route.teacher, route.chosen), [0, 0, 0.0])
+        entry[0], entry[1], entry[2] = entry[0] + 1, entry[1] + route.tokens, entry[2] + route.cost
+    per_router: dict[str, float] = {}
+    for (router, _), (steps, _, _) in totals.items():
+        per_router[router] = per_router.get(router, 0) + steps
+    return [
+        RouteShare(router, teacher, int(steps), steps / per_router[router], int(tokens), cost)
+        for (router, teacher), (steps, tokens, cost) in sorted(totals.items())
+    ]
 
 
 @dataclasses.dataclass(frozen=True)

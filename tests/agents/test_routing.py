@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
@@ -19,6 +20,7 @@ from opd.cli.app import app
 from opd.envs import ToolEnv
 from opd.errors import ConfigError
 from opd.trajectories import Run, TrajectoryStore
+from opd.trajectories.viewer import create_app
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +105,10 @@ def test_step_rules_the_default_and_the_stored_record(teacher_dirs, episodes, tm
     assert shown.exit_code == 0, shown.output
     assert "routed chose large (default;" in shown.output and "teachers chosen per step" in shown.output
     assert f"{(len(episode.steps) - 1) / len(episode.steps):.0%}" in shown.output
+    with TestClient(create_app(str(path))) as client:
+        page = client.get(f"/episodes/{episode.id}").text
+    routes = page[page.index('id="routes"') :]
+    assert f"{(len(episode.steps) - 1) / len(episode.steps):.1%}" in routes and "step 0: teacher (steps 0-0" in routes
 
 
 def test_the_config_loads_rules_and_refuses_unknown_teachers_and_other_tokenizers(teacher_dirs) -> None:
