@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import typer
 from rich import box
 from rich.markup import escape
@@ -27,6 +31,7 @@ def branch_command(
     max_new_tokens: int = typer.Option(64, min=1, help="Tokens per turn at most."),
     device: str = typer.Option("cpu", help="Where the policy runs."),
     run_name: str = typer.Option("branch", help="Name of the run the branches are stored under."),
+    sandbox: str = typer.Option(None, help="Docker sandbox kind (python or shell) for a suite that runs model-written code."),
 ) -> None:
     """Play N continuations of a stored episode from before step K, and store them linked to it."""
     from opd.agents.branch import branch_episode
@@ -46,9 +51,15 @@ def branch_command(
         except OSError as exc:
             fail(f"Cannot load the policy {name!r} ({exc}). Give --policy MODEL_DIR.")
         try:
-            branches = branch_episode(episode, player, from_step=from_step, n=n, run_id=run.id, sampling=sampling, seed=seed)
+            with _sandboxes(sandbox, n) as sandboxes:
+                branches = branch_episode(
+                    episode, player, from_step=from_step, n=n, run_id=run.id, sampling=sampling, seed=seed, sandboxes=sandboxes
+                )
         except OpdError as exc:
-            fail(f"Cannot branch episode {episode.id}: {exc}")
+            hint = (
+                " Pass --sandbox python (or shell): the Docker sandbox kind the suite runs in." if "isolating sandbox" in str(exc) else ""
+            )
+            fail(f"Cannot branch episode {episode.id}: {exc}{hint}")
         trajectories.add_run(run)
         trajectories.write_episodes(branches)
     table = Table(
@@ -62,3 +73,20 @@ def branch_command(
         table.add_row(branch.id[:12], str(len(branch.steps)), f"{branch.reward:.2f}", ok, branch.termination, escape(new[:60]))
     console.print(table)
     console.print(f"stored in run {run.id}; `opd episodes show {episode.id[:12]}` lists them")
+
+
+@contextlib.contextmanager
+def _sandboxes(kind: str | None, n: int) -> Iterator[list[Any] | None]:
+    """``n`` Docker sandboxes of ``kind`` from a pool for the command's length, or None without a kind."""
+    if kind is None:
+        yield None
+        return
+    from opd.envs.docker import SandboxPool
+
+    with SandboxPool(kind=kind, size=n) as pool:
+        lent = [pool.acquire() for _ in range(n)]
+        try:
+            yield lent
+        finally:
+            for sandbox in lent:
+                pool.release(sandbox)
