@@ -26,7 +26,7 @@ def annotate_command(
     run: list[str] = typer.Option([], "--run", help="Only episodes of this run id (repeatable)."),
     suite: list[str] = typer.Option([], "--suite", help="Only episodes of this suite (repeatable)."),
     success: bool = typer.Option(None, "--success/--failure", help="Only successful (or unsuccessful) episodes."),
-    since: datetime = typer.Option(None, help="Only episodes written at or after this time (ISO 8601; UTC unless it says)."),
+    since: datetime = typer.Option(None, help="Only episodes written at or after this time, in UTC: 2026-11-01 or 2026-11-01T12:00:00."),
     until: datetime = typer.Option(None, help="Only episodes written before this time."),
     limit: int = typer.Option(None, min=1, help="Score at most this many episodes now (a budget); run again for more."),
     batch_size: int = typer.Option(8, min=1, help="Episodes per teacher call and per stored transaction."),
