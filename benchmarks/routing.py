@@ -18,6 +18,7 @@ steps, the tokens each teacher read and the teachers' FLOPs (2 x parameters x
 tokens read), from the run's routing metrics.
 
     .venv/bin/python benchmarks/routing.py [--updates 20] [--large-share 0.3]
+    .venv/bin/python benchmarks/routing.py --smoke   # untrained tiny models, one update: checks the pipeline, measures nothing
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from opd.agents.policy import CausalLMPolicy, SamplingConfig
 from opd.agents.rollout import collect_episodes, expert_demonstration
 from opd.agents.routing import RouteRule, RoutingConfig, step_uncertainty
 from opd.agents.teacher import WhiteBoxTeacher
-from opd.agents.tiny import build_tiny_model
+from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
 from opd.distill.config import TrainConfig
 from opd.distill.demo import DemoConfig, demo_models
 from opd.distill.evaluate import evaluate
@@ -58,6 +59,15 @@ def small_teacher(large: Path, workdir: Path, options: dict, steps: int, console
     sft(policy, demonstrations, steps=steps, learning_rate=3e-3, seed=7)
     policy.model.save_pretrained(directory)
     return directory
+
+
+def smoke_models(workdir: Path, options: dict) -> tuple[Path, Path, Path]:
+    """Untrained tiny models over one word tokenizer (large, small, student): for checking the pipeline only."""
+    directory = workdir / "smoke"
+    tokenizer = build_word_tokenizer(expert_texts(ToolEnv("calculator", **options), 100), directory / "tokenizer", numbers=range(0, 100))
+    for name, layers, hidden in (("large", 2, 64), ("small", 1, 16), ("student", 1, 16)):
+        build_tiny_model(tokenizer, directory / name, layers=layers, hidden=hidden, heads=2, seed=len(name))
+    return directory / "large", directory / "small", directory / "student"
 
 
 def threshold_for(small: Path, student: Path, options: dict, large_share: float) -> float:
@@ -104,12 +114,16 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default="runs/bench-routing")
+    parser.add_argument("--smoke", action="store_true", help="untrained tiny models: check that the benchmark runs, measure nothing")
     args = parser.parse_args()
     console = Console()
     demo = DemoConfig()
     options = dict(demo.suite_options)
-    large, student = demo_models(demo, report=console.print)
-    small = small_teacher(large, Path(args.workdir), options, args.small_steps, console)
+    if args.smoke:
+        large, small, student = smoke_models(Path(args.workdir), options)
+    else:
+        large, student = demo_models(demo, report=console.print)
+        small = small_teacher(large, Path(args.workdir), options, args.small_steps, console)
     models = {"large": large, "small": small, "student": student}
     for name, path in models.items():
         result, _ = evaluate(CausalLMPolicy.from_pretrained(str(path)), "calculator", suite_options=options, episodes=args.eval_episodes)
