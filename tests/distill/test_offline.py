@@ -9,13 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from tiny_models import OPTIONS, parameters
 from transformers import AutoTokenizer
+from typer.testing import CliRunner
 
 from opd.agents.chat_tokens import ChatTokens
 from opd.agents.policy import SamplingConfig
 from opd.agents.rollout import expert_demonstration
-from opd.distill.config import TrainConfig, load_config
+from opd.cli.app import app
+from opd.distill.config import TrainConfig, config_to_dict, load_config
 from opd.distill.importance import importance_weights
 from opd.distill.offline import ReplayConfig
 from opd.distill.train import train
@@ -73,24 +76,27 @@ def test_offline_on_a_runs_own_episodes_takes_the_on_policy_step(models, tmp_pat
     """Ratio 1, staleness 0: the same episodes, annotations and weights (all 1) give the update the loop took on-policy."""
     online = train(config(models, tmp_path / "online"))
     source = str(tmp_path / "online" / "store.db")
-    runs = {}
-    for importance in ("none", "token"):
-        replay = ReplayConfig(store=source, runs=(online.run_id,), ratio=1.0, importance=importance)
-        runs[importance] = train(config(models, tmp_path / importance, replay=replay))
+    replay = ReplayConfig(store=source, runs=(online.run_id,), ratio=1.0, importance="none")
+    unweighted_run = train(config(models, tmp_path / "none", replay=replay))
+    # The weighted arm through `opd train` and a YAML file, as a user runs it.
+    settings = config_to_dict(config(models, tmp_path / "token"))
+    settings["replay"] = {"store": source, "runs": [online.run_id], "ratio": 1.0}  # importance: token is the default
+    (tmp_path / "offline.yaml").write_text(yaml.safe_dump(settings))
+    command = CliRunner().invoke(app, ["train", str(tmp_path / "offline.yaml")], env={"COLUMNS": "200"})
+    assert command.exit_code == 0, command.output
     before, stepped = parameters(models[0]), parameters(online.checkpoint / "model")
-    unweighted, weighted = parameters(runs["none"].checkpoint / "model"), parameters(runs["token"].checkpoint / "model")
+    checkpoint = sorted((tmp_path / "token" / "out" / "checkpoints").iterdir())[-1]
+    unweighted, weighted = parameters(unweighted_run.checkpoint / "model"), parameters(checkpoint / "model")
     assert any(not torch.equal(before[k], stepped[k]) for k in before)  # the on-policy update did move the student
     assert all(torch.equal(stepped[k], unweighted[k]) for k in stepped)  # the very same batch, bit for bit
     # Weights are 1 up to rounding (~1e-7). Adam's first step is about lr * sign(gradient), so an element whose
     # gradient is near Adam's eps moves that rounding visibly: every element's step must agree within 1% of lr.
     lr = config(models, tmp_path).learning_rate
     assert all(torch.allclose(stepped[k] - before[k], weighted[k] - before[k], rtol=0, atol=0.01 * lr) for k in stepped)
-    line = metrics(tmp_path / "token")[0]
-    assert (
-        line["replay/episodes"] == 4
-        and "rollout/success" not in line
-        and line["loss"] == pytest.approx(metrics(tmp_path / "online")[0]["loss"], rel=1e-5)
-    )
+    line, on_policy = metrics(tmp_path / "token")[0], metrics(tmp_path / "online")[0]
+    assert line["replay/episodes"] == 4 and "rollout/success" not in line
+    assert line["loss"] == pytest.approx(on_policy["loss"], rel=1e-5)
+    assert line["grad_norm"] == pytest.approx(on_policy["grad_norm"], rel=1e-4)
     assert line["importance/mean"] == pytest.approx(1.0, abs=1e-5) and line["importance/clipped"] == 0
     with TrajectoryStore(tmp_path / "token" / "store.db") as store:
         assert store.count_episodes() == 0  # nothing was played
