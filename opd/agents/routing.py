@@ -12,7 +12,7 @@ Cost is measured, not guessed: a teacher reads an episode only up to the end
 of the last step routed to it (a causal model's logits there need nothing
 after), and the tokens it reads are apportioned to its steps (each step counts
 the tokens from the previous step routed to it to its own end). FLOPs are
-2 x parameters x tokens read. When a rule needs the default teacher's
+2 x parameters x tokens read. When a rule needs the run's teacher's
 uncertainty, that teacher reads every episode whole; the tokens read only to
 measure are counted in the totals (``take_counts``), not charged to any step.
 
@@ -44,7 +44,7 @@ class RouteRule:
     teacher: str  # "teacher" (the run's white-box teacher) or a name from routing.teachers
     tools: tuple[str, ...] = ()  # the step calls one of these tools
     steps: tuple[int, int] | None = None  # the step's index lies in [first, last]
-    uncertain_above: float | None = None  # the default teacher's normalised entropy on the step exceeds this
+    uncertain_above: float | None = None  # the run's teacher (`teacher`): its normalised entropy on the step exceeds this
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tools", (self.tools,) if isinstance(self.tools, str) else tuple(self.tools))
@@ -125,7 +125,7 @@ class RoutedTeacher:
 
     def annotate(self, episodes: Sequence[Episode]) -> list[Annotations]:
         measured: dict[str, dict[int, TokenLogprobs]] = {}
-        if self.config.measures_uncertainty:  # the default teacher reads every episode whole to say how sure it is
+        if self.config.measures_uncertainty:  # the run's teacher reads every episode whole to say how sure it is
             whole = [e for e in episodes if any(s.num_policy_tokens for s in e.steps)]
             measured = self._score(DEFAULT, whole, {e.id: len(e.steps) - 1 for e in whole}) if whole else {}
         choices = {e.id: self._choose(e, measured.get(e.id, {})) for e in episodes}
