@@ -46,8 +46,8 @@ class ReplayConfig:
     suites: tuple[str, ...] = ()  # only episodes of these suites (empty: any suite)
     success: bool | None = None  # only verified successes (true) or non-successes (false); None: both
     teacher: str | None = None  # only episodes this teacher (by name) annotated, e.g. after `opd annotate`
-    since: datetime | None = None  # only episodes written at or after this time (UTC unless it says)
-    until: datetime | None = None  # only episodes written before this time
+    since: datetime | date | None = None  # only episodes written at or after this time (UTC unless it says); a date: its midnight
+    until: datetime | date | None = None  # only episodes written before this time
     ratio: float = 1.0  # fraction of each update's episodes taken from the store; 1: offline only, 0: none
     importance: Literal["token", "none"] = "token"  # token: weight each policy token by the clipped current/recorded ratio
     importance_clip: float = 2.0  # the largest importance weight (truncated importance sampling)
