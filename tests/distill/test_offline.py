@@ -59,7 +59,7 @@ def test_importance_weights_are_the_clipped_ratio_on_known_policy_tokens() -> No
 
 def test_the_replay_section_loads_from_a_file_and_checks_its_values(tmp_path: Path) -> None:
     path = tmp_path / "train.yaml"
-    path.write_text("student: s\nteacher: t\nreplay:\n  runs: [a, b]\n  suites: calculator\n  since: 2026-11-01\n  ratio: 0.25\n")
+    path.write_text("student: s\nteacher: t\nreplay:\n  runs: [a, b]\n  suites: [calculator]\n  since: 2026-11-01\n  ratio: 0.25\n")
     replay = load_config(path).replay
     assert replay == ReplayConfig(runs=("a", "b"), suites=("calculator",), since=datetime(2026, 11, 1), ratio=0.25)
     with pytest.raises(ConfigError, match="ratio must lie in"):
