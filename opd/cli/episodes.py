@@ -10,7 +10,6 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from opd.agents import replay_episode
 from opd.cli.render import console, describe_usage, fail
 from opd.errors import OpdError
 from opd.trajectories import ANNOTATION_KINDS, DEFAULT_STORE, Episode, EpisodeFilter, TrajectoryStore, default_store_location, sum_usage
@@ -188,6 +187,8 @@ def replay(episode_id: str, store: str = StoreOption) -> None:
     with open_store(store) as trajectories:
         episode = get_episode(trajectories, episode_id)
     try:
+        from opd.agents import replay_episode  # imported here: it brings transformers, which `opd --help` should not wait for
+
         report = replay_episode(episode)
     except OpdError as exc:
         fail(f"Cannot replay episode {episode.id}: {exc}")

@@ -32,7 +32,7 @@ from opd.distill.config_errors import describe_validation_error, raising_config_
 from opd.distill.losses import LossConfig
 from opd.errors import ConfigError
 
-__all__ = ["TrainConfig", "apply_overrides", "config_to_dict", "load_config", "parse_overrides"]
+__all__ = ["TrainConfig", "apply_overrides", "config_to_dict", "load_config", "parse_overrides", "recorded_config"]
 
 AtLeastOne = Annotated[int, Field(ge=1)]
 NonNegative = Annotated[int, Field(ge=0)]
@@ -162,3 +162,15 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A JSON-able dict of a config (for the run record and checkpoints); nested sections of any kind are serialized."""
     return TypeAdapter(type(config)).dump_python(config, mode="json")
+
+
+def recorded_config(config: TrainConfig) -> dict[str, Any]:
+    """The config as a run and its checkpoints record it: local paths made absolute, so that the viewer and
+    ``opd eval`` find the models and the store from any directory."""
+    recorded = config_to_dict(config)
+    for key in ("student", "teacher", "store", "output_dir"):
+        value = recorded[key]
+        local = key in ("store", "output_dir") or (value is not None and Path(value).expanduser().exists())
+        if value is not None and local and "://" not in value:
+            recorded[key] = str(Path(value).expanduser().resolve())
+    return recorded

@@ -34,7 +34,7 @@ from opd.agents.self_teacher import SelfTeacher
 from opd.agents.teacher import WhiteBoxTeacher
 from opd.distill.batch import make_batch
 from opd.distill.checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
-from opd.distill.config import TrainConfig, config_to_dict
+from opd.distill.config import TrainConfig, recorded_config
 from opd.distill.distributed import DistributedContext, distributed
 from opd.distill.evaluate import EvalResult, evaluate
 from opd.distill.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
@@ -83,7 +83,7 @@ def train(
     episodes (see ``opd.distill.distributed``); rank 0 evaluates, checkpoints and
     writes metrics, and every rank returns the same result.
     """
-    recorded = {**config_to_dict(config), **({"origin": dict(origin)} if origin else {})}
+    recorded = {**recorded_config(config), **({"origin": dict(origin)} if origin else {})}
     with distributed(config.device) as ctx, stop_on_signals() as stop:
         previous = ctx.main_only(lambda: starting_checkpoint(config.output_dir, recorded, resume=resume, force=force))
         return _train(config, ctx, previous=previous, recorded=recorded, stop=stop, progress=progress)
