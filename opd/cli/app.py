@@ -7,6 +7,7 @@ import logging
 import typer
 
 from opd import __version__
+from opd.cli.quiet import quiet_libraries
 from opd.cli import demo, episodes, evaluation, sandbox, suites, train, view
 
 app = typer.Typer(
@@ -31,8 +32,10 @@ def version() -> None:
 
 
 @app.callback()
-def configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
+def configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages (and let libraries speak).")) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        quiet_libraries()
 
 
 def main() -> None:
