@@ -7,8 +7,8 @@ import logging
 import typer
 
 from opd import __version__
-from opd.cli.quiet import quiet_libraries
 from opd.cli import demo, episodes, evaluation, sandbox, suites, train, view
+from opd.cli.quiet import quiet_libraries
 
 app = typer.Typer(
     name="opd",

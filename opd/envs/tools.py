@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from opd.envs.sandbox import ExecLimits
-from opd.errors import ConfigError
+from opd.errors import ConfigError, ToolError
 
 if TYPE_CHECKING:
     from opd.envs.sandbox import Sandbox
@@ -49,7 +49,7 @@ class ToolContext:
     limits: ExecLimits = ExecLimits()
 
 
-class ToolArgumentError(Exception):
+class ToolArgumentError(ToolError):
     """The model called a tool with invalid arguments. Shown to the model, never raised out of an env."""
 
 
