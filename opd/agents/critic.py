@@ -63,7 +63,6 @@ _RETRYABLE = (
 _MISCONFIGURED = (litellm.AuthenticationError, litellm.PermissionDeniedError, litellm.NotFoundError, litellm.BadRequestError)
 
 
-
 class MalformedReplyError(OpdError, ValueError):
     """The server answered with a body that is not a chat completion (a proxy's error page, an empty choice list)."""
 

@@ -32,8 +32,8 @@ def eval_command(
     """Measure a policy's greedy success rate on held-out tasks, with a 95% confidence interval."""
     from opd.agents.policy import CausalLMPolicy
     from opd.distill.evaluate import evaluate
-    from opd.distill.evaluation_runs import evaluation_run, trained_model
-    from opd.trajectories import TrajectoryStore, default_store_location, new_id
+    from opd.distill.evaluation_runs import evaluation_run, store_evaluation, trained_model
+    from opd.trajectories import default_store_location, new_id
 
     trained = trained_model(model)
     suite = suite or trained.config.get("suite") or "calculator"
@@ -45,9 +45,18 @@ def eval_command(
         policy = CausalLMPolicy.from_pretrained(trained.weights)
         result, played = evaluate(policy, suite, suite_options=options, episodes=episodes, max_turns=max_turns, run_id=run_id)
         if where is not None:
-            with TrajectoryStore(where) as trajectories:
-                trajectories.add_run(evaluation_run(run_id, model, trained, result, suite=suite, options=options, max_turns=max_turns))
-                trajectories.write_episodes(played)
+            label = trained.config.get("run_name") or model
+            run = evaluation_run(
+                result,
+                model=model,
+                label=label,
+                evaluates_run=trained.run_id,
+                suite=suite,
+                options=options,
+                max_turns=max_turns,
+                run_id=run_id,
+            )
+            store_evaluation(where, run, played)
     except (OpdError, OSError) as exc:
         fail(str(exc))
     if as_json:

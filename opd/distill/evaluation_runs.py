@@ -9,18 +9,16 @@ evaluates; the viewer shows it beside that run's rollout success.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from opd import __version__
 from opd.distill.checkpoint import checkpoint_config
 from opd.distill.evaluate import EvalResult
-from opd.trajectories import Run
+from opd.trajectories import EVALUATION_KIND, Episode, Run, TrajectoryStore, new_id
 
-__all__ = ["EVALUATION_KIND", "TrainedModel", "evaluation_run", "trained_model"]
-
-EVALUATION_KIND = "evaluation"  # Run.config["kind"] of a stored evaluation
+__all__ = ["TrainedModel", "evaluation_run", "store_evaluation", "trained_model"]
 
 
 class TrainedModel:
@@ -43,18 +41,25 @@ def trained_model(model: str) -> TrainedModel:
 
 
 def evaluation_run(
-    run_id: str, model: str, trained: TrainedModel, result: EvalResult, *, suite: str, options: Mapping[str, Any], max_turns: int | None
+    result: EvalResult,
+    *,
+    model: str,
+    label: str,
+    evaluates_run: str | None,
+    suite: str,
+    options: Mapping[str, Any],
+    max_turns: int | None,
+    run_id: str | None = None,
 ) -> Run:
-    """The run an evaluation's episodes are stored under, its result in its config."""
+    """The run an evaluation is stored as (with its episodes, if they are stored), its figures in its config."""
     local = Path(model).exists()
-    label = trained.config.get("run_name") or model
     return Run(
-        id=run_id,
+        id=run_id or new_id(),
         name=f"eval: {label}",
         config={
             "kind": EVALUATION_KIND,
             "model": str(Path(model).resolve()) if local else model,
-            "evaluates_run": trained.run_id,  # the training run of the checkpoint, if it is one
+            "evaluates_run": evaluates_run,  # the training run of the checkpoint, if it is one
             "suite": suite,
             "suite_options": dict(options),
             "max_turns": max_turns,
@@ -66,3 +71,15 @@ def evaluation_run(
         },
         code_version=__version__,
     )
+
+
+def store_evaluation(store: str, run: Run, episodes: Sequence[Episode] = ()) -> None:
+    with TrajectoryStore(store) as trajectories:
+        trajectories.add_run(run)
+        trajectories.write_episodes(list(episodes))
+
+
+def eval_settings(config: Any) -> dict[str, Any]:
+    """The settings of a training config that an evaluation of it uses (``TrainConfig`` or its recorded dict)."""
+    get = config.get if isinstance(config, Mapping) else lambda key: getattr(config, key)
+    return {"suite": get("suite"), "options": dict(get("suite_options") or {}), "max_turns": get("max_turns")}

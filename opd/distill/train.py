@@ -37,6 +37,7 @@ from opd.distill.checkpoint import TrainerState, latest_checkpoint, load_checkpo
 from opd.distill.config import TrainConfig, recorded_config
 from opd.distill.distributed import DistributedContext, distributed
 from opd.distill.evaluate import EvalResult, evaluate
+from opd.distill.evaluation_runs import eval_settings, evaluation_run, store_evaluation
 from opd.distill.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
 from opd.distill.losses import LossTotals, compute_loss, loss_totals
 from opd.distill.metrics import MetricsWriter
@@ -192,6 +193,8 @@ def _train(
     last = ctx.main_only(
         lambda: latest_checkpoint(checkpoints) or save_checkpoint(checkpoints, student.model, student.tokenizer, optimizer, state, recorded)
     )
+    stored = evaluation_run(final, model=str(last), label=config.run_name, evaluates_run=state.run_id, **eval_settings(config))
+    ctx.main_only(lambda: store_evaluation(config.store, stored))  # shown beside the run's rollout success (`opd runs list`, viewer)
     return TrainResult(state.run_id, state.update, state.labelled_tokens, state.skipped_updates, final, last, tuple(curve), usage)
 
 
