@@ -32,7 +32,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run, Run]:
             trajectories.write_episodes([make_episode(rng, run, steps=2, annotated=False) for _ in range(episodes)])
     settings = {"suite": "calculator", "options": {}, "max_turns": None}
     for run, successes in ((sft, 10), (opd, 78)):
-        result = EvalResult(episodes=100, successes=successes, mean_reward=0.5, ci_low=successes / 100 - 0.05, ci_high=successes / 100 + 0.05)
+        result = EvalResult(
+            episodes=100, successes=successes, mean_reward=0.5, ci_low=successes / 100 - 0.05, ci_high=successes / 100 + 0.05
+        )
         store_evaluation(str(path), evaluation_run(result, model="m", label=run.name, evaluates_run=run.id, **settings))
     return path, sft, opd
 
