@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 
 __all__ = ["quiet_libraries"]
@@ -31,3 +32,13 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", module=pattern)
     for library in _LIBRARIES:
         logging.getLogger(library).setLevel(logging.ERROR)
+    # Libraries already imported (in a test process, say) read the variables too early: tell them directly.
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from opd.cli.render import console, describe_usage, fail
+from opd.cli.render import console, describe_usage, fail, opd_command
 from opd.errors import OpdError
 
 
@@ -47,7 +46,7 @@ def train_command(
         fail(str(exc))
     console.print(f"[bold]opd train[/] {config}: {settings.suite} with {settings.loss.kind} loss, student {settings.student}")
     done = _announce_start(settings.output_dir, previous, archived, settings.updates)
-    resume_hint = shlex.join([_opd(), "train", str(config), *overrides])
+    resume_hint = shlex.join([opd_command(), "train", str(config), *overrides])
     origin = {"config_file": str(config.resolve()), "overrides": overrides}
     from opd.cli.progress import training_progress
 
@@ -82,9 +81,3 @@ def _announce_start(output_dir: str, previous: Path | None, archived: Path | Non
     state: dict[str, Any] = json.loads((previous / "state.json").read_text())
     console.print(f"resuming from {previous} (update {state['update']} of {updates}); --fresh starts over", soft_wrap=True)
     return int(state["update"])
-
-
-def _opd() -> str:
-    """How this command was invoked (a full path when it was given), for commands the user can paste."""
-    invoked = Path(sys.argv[0])
-    return str(invoked) if invoked.name == "opd" else "opd"
