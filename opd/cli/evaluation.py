@@ -23,7 +23,7 @@ def eval_command(
     model: str = typer.Argument(..., help="Checkpoint directory (runs/train/checkpoints/update-...) or hub name of the policy."),
     suite: str = typer.Option(None, help="Registered tool suite (default: the checkpoint's, else calculator)."),
     option: list[str] = typer.Option([], "--option", "-o", help="Suite option KEY=VALUE (repeatable); replaces the checkpoint's."),
-    episodes: int = typer.Option(100, min=1, help="Held-out tasks to play."),
+    episodes: int = typer.Option(None, min=1, help="Held-out tasks to play (default: the run's eval_episodes, else 100)."),
     max_turns: int = typer.Option(None, min=1, help="Turn limit (default: the checkpoint's, else the suite's)."),
     store: str = typer.Option(None, "--store", "-s", help="Store the episodes as an evaluation run here (default: the run's store)."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not store the episodes."),
@@ -39,6 +39,7 @@ def eval_command(
     suite = suite or trained.config.get("suite") or "calculator"
     options = {**(trained.config.get("suite_options") or {}), **_parse_options(option)}
     max_turns = max_turns if max_turns is not None else trained.config.get("max_turns")
+    episodes = episodes or trained.config.get("eval_episodes") or 100
     where = None if no_store else store or trained.config.get("store") or default_store_location()
     run_id = new_id()
     try:

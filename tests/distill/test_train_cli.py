@@ -64,15 +64,18 @@ def test_sigint_checkpoints_and_the_rerun_resumes_with_one_row_per_update(models
     assert refused.returncode == 2 and "learning_rate: 0.001 -> 0.01" in refused.stdout and "--fresh" in refused.stdout
 
     last = tmp_path / "out" / "checkpoints" / f"update-{stopped + 1:07d}"
-    evaluated = opd("eval", str(last), "--episodes", "2", "--json")
+    evaluated = opd("eval", str(last), "--json")
     assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
     result = json.loads(evaluated.stdout)
     assert result["suite_options"] == OPTIONS and result["max_turns"] == 2  # the run's settings, not the suite's defaults
+    assert result["episodes"] == 2  # the run's eval_episodes
     typed = opd("eval", str(last), "--episodes", "1", "--json", "-o", "max_value=99", "--no-store")
     assert typed.returncode == 0 and json.loads(typed.stdout)["suite_options"]["max_value"] == 99, typed.stdout + typed.stderr
     with TrajectoryStore(tmp_path / "s.db", read_only=True) as store:
         run = store.get_run(result["run_id"])
+        at_training = [r for r in store.runs() if r.config.get("model") == str(last) and r.id != result["run_id"]]
     assert run.name == "eval: opd" and run.config["kind"] == "evaluation" and run.config["episodes"] == 2
+    assert [r.config["success_rate"] for r in at_training] == [result["success_rate"]]  # the figure training reported
 
 
 @pytest.mark.slow
