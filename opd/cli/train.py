@@ -14,6 +14,7 @@ from typing import Any
 
 import typer
 
+from opd.cli.progress import training_progress
 from opd.cli.render import console, describe_usage, fail, opd_command
 from opd.errors import OpdError
 
@@ -46,10 +47,8 @@ def train_command(
         fail(str(exc))
     console.print(f"[bold]opd train[/] {config}: {settings.suite} with {settings.loss.kind} loss, student {settings.student}")
     done = _announce_start(settings.output_dir, previous, archived, settings.updates)
-    resume_hint = shlex.join([opd_command(), "train", str(config), *overrides])
+    resume_hint = shlex.join([opd_command(), "train", str(config), *overrides, *(["--force"] if force else [])])  # never --fresh
     origin = {"config_file": str(config.resolve()), "overrides": overrides}
-    from opd.cli.progress import training_progress
-
     with training_progress(console, total=settings.updates, done=done) as progress:
         try:
             result = train(settings, resume=not fresh, force=force, progress=progress, origin=origin)
