@@ -82,3 +82,20 @@ def test_local_model_paths_are_recorded_absolute(tmp_path: Path, monkeypatch: py
     # The viewer, started elsewhere, used to look for "models/student" relative to its own directory.
     assert recorded_location("models/student") == str(tmp_path / "models" / "student")
     assert recorded_location("Qwen/Qwen3-0.6B") == "Qwen/Qwen3-0.6B"  # a hub name stays a hub name
+
+
+def test_the_viewer_finds_a_relative_tokenizer_from_another_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from viewer_store import build_tokenizer, in_vocabulary
+
+    # A store written before paths were recorded absolute: the tokenizer is relative to where training ran.
+    build_tokenizer(tmp_path / "runs" / "models" / "tok")
+    run = Run(name="old")
+    episode = in_vocabulary(make_episode(np.random.default_rng(0), run, steps=1), Path("runs/models/tok"))
+    with TrajectoryStore(tmp_path / "runs" / "opd.db") as trajectories:
+        trajectories.add_run(run)
+        trajectories.write_episode(episode)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with TestClient(create_app(str(tmp_path / "runs" / "opd.db"))) as client:
+        assert client.get(f"/api/episodes/{episode.id}/steps").json()["decoded"] is True
