@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pydantic
+from transformers.utils.chat_template_utils import get_json_schema
 
 from opd.envs.sandbox import ExecLimits
 from opd.errors import ConfigError, ToolError
@@ -123,9 +124,6 @@ def _build_tool(fn: Callable[..., Any], name: str) -> Tool:
     context_param = next((p for p, h in hints.items() if h is ToolContext), None)
     visible = _without_param(fn, context_param) if context_param else fn
     try:
-        # Imported here: transformers (and torch under it) cost seconds that commands without a model should not pay.
-        from transformers.utils.chat_template_utils import get_json_schema
-
         schema = get_json_schema(visible)
     except Exception as exc:  # transformers raises several types; all mean "bad docstring or hints"
         raise ConfigError(
