@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,16 @@ def _drop_rows_after(path: Path, update: int) -> None:
     if not path.is_file():
         return
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line).get("update", 0) <= update]
+    kept = [line for line in lines if _update_of(line) <= update]
     if len(kept) != len(lines):
         staging = path.with_suffix(".jsonl.tmp")
         staging.write_text("".join(kept), encoding="utf-8")
         staging.replace(path)  # atomic: a crash here leaves the old file or the new one, never half of one
+
+
+def _update_of(line: str) -> float:
+    """The update a metrics row belongs to; a line cut short by a crash counts as past every update (it is dropped)."""
+    try:
+        return float(json.loads(line).get("update", 0))
+    except (json.JSONDecodeError, AttributeError):
+        return math.inf

@@ -175,6 +175,8 @@ def test_metrics_keep_one_row_per_update_across_resumes(tmp_path: Path) -> None:
     for update in (1, 2, 3):  # a run checkpointed at 2, then stopped after 3
         first.write(update, {"loss": float(update)})
     first.close()
+    with (tmp_path / "metrics.jsonl").open("a") as file:
+        file.write('{"update": 4, "lo')  # the run was killed while writing
     resumed = MetricsWriter(tmp_path, tensorboard=False, resumed_at=2)
     for update in (3, 4):
         resumed.write(update, {"loss": 10.0 + update})
