@@ -30,6 +30,7 @@ from opd.agents.critic import BlackBoxTeacher
 from opd.agents.policy import CausalLMPolicy
 from opd.agents.preflight import preflight
 from opd.agents.rollout import collect_episodes
+from opd.agents.routing import RoutedTeacher, route_metrics
 from opd.agents.self_teacher import SelfTeacher
 from opd.agents.teacher import WhiteBoxTeacher
 from opd.distill.batch import make_batch
@@ -41,6 +42,7 @@ from opd.distill.evaluation_runs import eval_settings, evaluation_run, store_eva
 from opd.distill.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
 from opd.distill.losses import LossTotals, compute_loss, loss_totals
 from opd.distill.metrics import MetricsWriter
+from opd.distill.offline import StoreReplay
 from opd.distill.resume import starting_checkpoint
 from opd.envs import ToolEnv
 from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, critique_ledger
@@ -110,6 +112,8 @@ def _train(
         _preflight(student, teacher, config)
     self_teacher = SelfTeacher(student, config.self_teacher, k=config.teacher_k) if config.self_teacher else None
     logits_source = teacher or self_teacher  # who gives token log-probs: a white-box teacher or the student itself
+    if config.routing is not None:  # or several white-box teachers, chosen per step
+        logits_source = RoutedTeacher.load(teacher, config.routing, k=config.teacher_k, device=teacher_device)
     critic = BlackBoxTeacher(config.critic) if config.critic else None
     model = ctx.wrap(student.model)  # gradients are all-reduced through this; rollouts use student.model directly
     optimizer = torch.optim.AdamW(student.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -128,13 +132,18 @@ def _train(
         run = Run(id=state.run_id, name=config.run_name, config={**recorded, "world_size": ctx.world_size}, code_version=__version__)
         ctx.main_only(lambda: store.add_run(run))  # before any rank writes an episode of it
         started = time.perf_counter() - state.wall_seconds
+        source = TrajectoryStore(config.replay.store) if config.replay and config.replay.store else store
+        replay = StoreReplay(config.replay, source, config.episodes_per_update, ctx) if config.replay else None
+        fresh = replay.fresh if replay else share
         interrupted, saved = False, previous
         for update in range(state.update, config.updates):
             if config.max_labelled_tokens is not None and state.labelled_tokens >= config.max_labelled_tokens:
                 break
             rng = np.random.default_rng([config.seed, update])
             offpolicy = teacher_policy is not None and rng.random() < config.offpolicy_fraction
-            played = _rollout(teacher_policy if offpolicy else student, config, update, state.run_id, share)
+            played = _rollout(teacher_policy if offpolicy else student, config, update, state.run_id, fresh) if len(fresh) else []
+            if replay is not None and replay.restarts:  # and episodes the student plays on from stored states
+                played += replay.restart(update, student, config.sampling, seed=config.seed, run_id=state.run_id)
             failed = [e for e in played if e.num_tokens < 2]  # a sandbox failed before the policy wrote anything
             episodes = [e for e in played if e.num_tokens >= 2]
             scored_by_logits = logits_source is not None and config.loss.needs_logits and not offpolicy  # SFT on teacher episodes
@@ -143,8 +152,11 @@ def _train(
             if critic is not None and not offpolicy:
                 episodes = _annotated(episodes, critic.name, critic.annotate(episodes))
             store.write_episodes([*episodes, *failed])
-            trained_on = best_successes(episodes) if config.keep == "best_success" else episodes
-            values = _update(student, model, optimizer, trained_on, config, logits_source, critic, ctx)
+            annotators = [a for a, needed in ((logits_source, config.loss.needs_logits), (critic, True)) if a is not None and needed]
+            replayed = replay.take(update, annotators) if replay and not replay.restarts else []
+            pool = [*episodes, *replayed]
+            trained_on = best_successes(pool) if config.keep == "best_success" else pool
+            values = _update(student, model, optimizer, trained_on, config, logits_source, critic, ctx, replay)
             if self_teacher is not None and not values["skipped"]:
                 self_teacher.update()
             # Teacher-labelled tokens: student tokens the teacher scored, or tokens the teacher wrote itself.
@@ -160,10 +172,13 @@ def _train(
             values = {**values, **{k: v for k, v in counts.items() if k != "labelled"}}
             values.update(
                 _rollout_metrics(played, ctx),
+                **(replay.metrics() if replay else {}),
                 offpolicy=float(offpolicy),
                 labelled_tokens=state.labelled_tokens,
                 wall_seconds=state.wall_seconds,
             )
+            if isinstance(logits_source, RoutedTeacher):
+                values.update(route_metrics(ctx.sum_metrics(logits_source.take_counts())))
             values.update(ctx.comm.take())
             budget_spent = config.max_labelled_tokens is not None and state.labelled_tokens >= config.max_labelled_tokens
             if _due(update + 1, config.eval_every, config.updates) or budget_spent:
@@ -182,6 +197,8 @@ def _train(
                 )
             if interrupted:
                 break
+        if source is not store:
+            source.close()
         usage = ctx.main_only(lambda: store.critique_usage(EpisodeFilter(run_id=state.run_id))) if critic is not None else None
     if metrics is not None:
         metrics.close()
@@ -233,9 +250,10 @@ def _update(
     optimizer: torch.optim.Optimizer,
     episodes: list[Episode],
     config: TrainConfig,
-    logits_source: WhiteBoxTeacher | SelfTeacher | None,
+    logits_source: WhiteBoxTeacher | SelfTeacher | RoutedTeacher | None,
     critic: BlackBoxTeacher | None,
     ctx: DistributedContext,
+    replay: StoreReplay | None = None,
 ) -> dict[str, Any]:
     """One optimizer step on the global batch (every rank's ``episodes``); skipped everywhere if the loss or gradient is not finite.
 
@@ -253,6 +271,8 @@ def _update(
         if episodes
         else None
     )
+    if batch is not None and replay is not None:
+        batch = replay.weigh(batch)
     totals = LossTotals(ctx.sum_metrics(loss_totals(batch, config.loss).values if batch else {}))
     if totals["policy_tokens"] == 0:
         return dict(_NOTHING_TO_LEARN)
@@ -296,6 +316,7 @@ def _annotated(episodes: list[Episode], teacher: str, annotations: list[Annotati
                 (*e.annotations.token_logprobs, *a.token_logprobs),
                 (*e.annotations.critiques, *a.critiques),
                 (*e.annotations.episode_scores, *a.episode_scores),
+                (*e.annotations.routes, *a.routes),
             ),
             teacher_models=(*e.teacher_models, teacher),
         )
@@ -326,7 +347,7 @@ def _rollout_metrics(episodes: list[Episode], ctx: DistributedContext) -> dict[s
         }
     )
     count = sums.pop("episodes")
-    return {name: value / count for name, value in sums.items()}
+    return {name: value / count for name, value in sums.items()} if count else {}  # none when every episode came from the store
 
 
 def _due(done: int, every: int, total: int) -> bool:

@@ -54,6 +54,10 @@ class ToolEnvBatch:
         self._active = [True] * len(self.envs)
         return [env.reset(seed=seed) for env, seed in zip(self.envs, seeds, strict=True)]
 
+    def resume(self) -> None:
+        """Mark every env running without resetting it: for envs already brought to a stored step by replaying it."""
+        self._active = [True] * len(self.envs)
+
     def step(self, actions: dict[int, str | bytes]) -> dict[int, StepResult]:
         """Step the envs named in ``actions`` (index -> action); all must be active."""
         finished = sorted(set(actions) - set(self.active))
