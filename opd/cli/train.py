@@ -63,10 +63,16 @@ def eval_command(
     episodes: int = typer.Option(100, min=1, help="Held-out tasks to play."),
     max_turns: int = typer.Option(None, help="Turn limit (default: the suite's)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    sandbox: str = typer.Option("auto", help="Where tools run: auto (docker for suites that run model code), local or docker."),
+    sandbox_image: str = typer.Option(None, help="Docker sandbox image (default: the suite's, as `docker compose build` tags it)."),
+    docker_host: str = typer.Option(None, help="Docker Engine URL, e.g. tcp://host:2376 (default: DOCKER_HOST or the local socket)."),
+    sandboxes: int = typer.Option(4, min=1, help="Docker sandboxes to play on at once (attached from `docker compose up -d` first)."),
+    timeout: float = typer.Option(10.0, min=0.001, help="Per tool call: seconds before the command and its children are killed."),
 ) -> None:
     """Measure a policy's greedy success rate on held-out tasks, with a 95% confidence interval."""
     from opd.agents.policy import CausalLMPolicy
     from opd.distill.evaluate import evaluate
+    from opd.envs.lending import SandboxConfig
 
     options = {}
     for item in option:
@@ -75,8 +81,9 @@ def eval_command(
             fail(f"--option expects KEY=VALUE, got {item!r}.")
         options[key] = value
     try:
+        where = SandboxConfig(backend=sandbox, image=sandbox_image, base_url=docker_host, size=sandboxes, timeout_s=timeout)  # type: ignore[arg-type]
         policy = CausalLMPolicy.from_pretrained(model)
-        result, _ = evaluate(policy, suite, suite_options=options, episodes=episodes, max_turns=max_turns)
+        result, _ = evaluate(policy, suite, suite_options=options, episodes=episodes, max_turns=max_turns, sandbox=where)
     except (OpdError, OSError) as exc:
         fail(str(exc))
     if as_json:

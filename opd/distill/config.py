@@ -22,6 +22,7 @@ from opd.agents.critic import CriticConfig
 from opd.agents.policy import SamplingConfig
 from opd.agents.self_teacher import SelfTeacherConfig
 from opd.distill.losses import LossConfig
+from opd.envs.lending import SandboxConfig
 from opd.errors import ConfigError
 
 __all__ = ["TrainConfig", "config_to_dict", "load_config"]
@@ -58,6 +59,7 @@ class TrainConfig:
     device: str = "cpu"  # cpu, or cuda: under torchrun each process takes cuda:LOCAL_RANK
     teacher_device: str | None = None  # where the white-box teacher runs, e.g. "cuda:1"; None: beside the student
     tensorboard: bool = True  # also write TensorBoard event files beside metrics.jsonl
+    sandbox: SandboxConfig = SandboxConfig()  # where tools run: backend (auto/local/docker), image, engine, pool size, per-call limits
 
     def __post_init__(self) -> None:
         if self.updates < 1 or self.episodes_per_update < 1:

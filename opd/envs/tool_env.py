@@ -27,6 +27,7 @@ from opd.envs.sandbox import ExecLimits, ExecResult, LocalSandbox, Sandbox, Tool
 from opd.envs.spaces import UnicodeText
 from opd.envs.suite import Task, ToolSuite, Verdict
 from opd.envs.tool_calls import FinalAnswer, HermesFormat, ParseError, ToolCall, ToolCallFormat, ToolCalls, decode_action
+from opd.envs.tool_runner import ToolRunner
 from opd.envs.tools import ToolContext
 from opd.errors import ConfigError, EpisodeStateError, IsolationRequiredError
 
@@ -93,18 +94,19 @@ class ToolEnv(gym.Env[str, str]):
             raise ConfigError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}.")
         self._owns_sandbox = sandbox is None
         if sandbox is None:
-            if self.suite.requires_isolation:
+            if self.suite.needs_isolation:
                 raise IsolationRequiredError(
                     f"Suite {self.suite.name!r} runs model-written code and needs an isolating sandbox; "
                     "pass sandbox=... from opd.envs.docker (LocalSandbox does not isolate)."
                 )
             sandbox = LocalSandbox()
-        elif self.suite.requires_isolation and not sandbox.isolated:
+        elif self.suite.needs_isolation and not sandbox.isolated:
             raise IsolationRequiredError(
                 f"Suite {self.suite.name!r} runs model-written code but {type(sandbox).__name__} does not isolate; "
                 "use a Docker sandbox from opd.envs.docker."
             )
         self.sandbox = sandbox
+        self._runner = ToolRunner()
         self.max_turns = max_turns
         self.call_format = call_format or HermesFormat()
         self.limits = limits
@@ -184,6 +186,7 @@ class ToolEnv(gym.Env[str, str]):
         return "\n".join(self._transcript) if self.render_mode == "ansi" else None
 
     def close(self) -> None:
+        self._runner.close()
         if self._owns_sandbox:
             self.sandbox.close()
         super().close()
@@ -211,7 +214,7 @@ class ToolEnv(gym.Env[str, str]):
         if tool is None:
             known = ", ".join(t.name for t in self.suite.tools)
             return ExecResult(f"Error: there is no tool named {call.name!r}. Available tools: {known}.", ToolStatus.TOOL_ERROR)
-        return self.sandbox.call(tool, call.arguments, self._context, self.limits)
+        return self._runner.run(tool, call.arguments, self._context, self.limits)
 
     def _verify(self, answer: str) -> Verdict:
         assert self._task is not None and self._context is not None

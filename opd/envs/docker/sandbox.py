@@ -1,8 +1,8 @@
 """``DockerSandbox``: the :class:`~opd.envs.sandbox.Sandbox` protocol in a hardened, warm container.
 
-Tools run on the host (they are trusted code: the suite's own functions); what
-they run *inside* the sandbox, through :meth:`DockerSandbox.exec`, is the
-model's code. Every exec goes through the in-container supervisor, which kills
+Tools run on the host (they are trusted code: the suite's own functions) and
+reach the container through this protocol; what they run *inside* the
+sandbox, through :meth:`DockerSandbox.exec`, is the model's code. Every exec goes through the in-container supervisor, which kills
 the command's whole process group at the deadline and caps its output.
 
 A ``DockerSandbox`` does not own its container: a :class:`SandboxPool` does
@@ -21,17 +21,14 @@ import base64
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import docker
 import docker.errors
 
 from opd.envs.docker.engine import ReplyError, run_request
-from opd.envs.sandbox import ExecLimits, ExecResult, ToolStatus, cap_output, run_tool_inline
+from opd.envs.sandbox import ExecLimits, ExecResult, ToolStatus, cap_output, relative_path
 from opd.errors import SandboxError, ToolError
-
-if TYPE_CHECKING:
-    from opd.envs.tools import Tool, ToolContext
 
 __all__ = ["DockerSandbox"]
 
@@ -40,6 +37,11 @@ log = logging.getLogger(__name__)
 GRACE_S = 5.0  # the host waits this long past a command's timeout before it stops trusting the container
 _BYTES_PER_CHAR = 4  # UTF-8 worst case: the supervisor keeps enough bytes for max_output_chars characters
 _CONTROL = {c: "\ufffd" for c in range(32) if chr(c) not in "\n\t\r"} | {0x7F: "\ufffd"}
+
+
+def _file_deadline(limits: ExecLimits | None) -> float:
+    """How long a file operation may take: the call's time limit (plus the grace every request gets), or a setup's default."""
+    return (limits or ExecLimits()).timeout_s + GRACE_S
 
 
 class DockerSandbox:
@@ -62,14 +64,13 @@ class DockerSandbox:
         """The engine the container runs on."""
         return self._client
 
+    def describe(self) -> dict[str, Any]:
+        """What an episode record keeps of the sandbox it ran in."""
+        return {"container": self.name, "kind": self.kind, "engine": self._client.api.base_url}
+
     def __deepcopy__(self, memo: dict[int, Any]) -> DockerSandbox:
         # A handle to a container owned by a pool: copies (gymnasium deep-copies make() kwargs) share it.
         return self
-
-    def call(self, tool: Tool, arguments: Mapping[str, Any], context: ToolContext, limits: ExecLimits) -> ExecResult:
-        """Run a (trusted, host-side) tool; the commands it sends to the container carry the limits."""
-        self._check_open()
-        return run_tool_inline(tool, arguments, context, limits)
 
     def exec(self, argv: Sequence[str], limits: ExecLimits, *, stdin: str | None = None) -> ExecResult:
         """Run ``argv`` in /work as the sandbox user; kill its process group at ``limits.timeout_s``."""
@@ -89,25 +90,25 @@ class DockerSandbox:
             return ExecResult(message, status, duration_s=time.perf_counter() - start)
         return self._exec_result(reply, limits, time.perf_counter() - start)
 
-    def read_file(self, path: str, *, max_bytes: int = 1 << 20) -> bytes:
+    def read_file(self, path: str, *, max_bytes: int = 1 << 20, limits: ExecLimits | None = None) -> bytes:
         self._check_open()
-        request = {"op": "read", "path": path, "max_bytes": max_bytes}
-        reply = self._request(request, deadline_s=30, max_reply_bytes=2 * max_bytes + 4096)
+        request = {"op": "read", "path": relative_path(path), "max_bytes": max_bytes}
+        reply = self._request(request, deadline_s=_file_deadline(limits), max_reply_bytes=2 * max_bytes + 4096)
         if "error" in reply:
             raise ToolError(f"cannot read {reply['error']}")
         return base64.b64decode(reply["content"])
 
-    def write_file(self, path: str, content: str | bytes) -> None:
-        self.write_files({path: content})
+    def write_file(self, path: str, content: str | bytes, *, limits: ExecLimits | None = None) -> None:
+        self.write_files({path: content}, limits=limits)
 
-    def write_files(self, files: Mapping[str, str | bytes]) -> None:
+    def write_files(self, files: Mapping[str, str | bytes], *, limits: ExecLimits | None = None) -> None:
         """Write several files in one round trip (a suite's setup writes a whole directory tree this way)."""
         self._check_open()
         items = [
-            {"path": path, "content": base64.b64encode(data.encode("utf-8") if isinstance(data, str) else data).decode("ascii")}
+            {"path": relative_path(path), "content": base64.b64encode(data.encode() if isinstance(data, str) else data).decode("ascii")}
             for path, data in files.items()
         ]
-        reply = self._request({"op": "write", "files": items}, deadline_s=30, max_reply_bytes=65_536)
+        reply = self._request({"op": "write", "files": items}, deadline_s=_file_deadline(limits), max_reply_bytes=65_536)
         if "error" in reply:
             raise ToolError(f"cannot write {reply['error']}")
 
