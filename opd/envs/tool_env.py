@@ -131,8 +131,8 @@ class ToolEnv(gym.Env[str, str]):
         """Start an episode. ``options={"task": Task}`` poses that task instead of drawing one."""
         super().reset(seed=seed)
         task = (options or {}).get("task") or self.suite.tasks.sample(self.np_random)
+        self._task, self._done = task, True  # named before the sandbox is touched, so a failed reset can say which task it was
         self.sandbox.reset()
-        self._task = task
         self._context = ToolContext(task=task, state=self.suite.init_state(task), sandbox=self.sandbox, limits=self.limits)
         if self.suite.setup is not None:
             self.suite.setup(task, self.sandbox)
