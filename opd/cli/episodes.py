@@ -7,11 +7,10 @@ from pathlib import Path
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
 from opd.agents import replay_episode
-from opd.cli.render import console, describe_usage, fail
+from opd.cli.render import console, describe_usage, escape, fail
 from opd.errors import OpdError
 from opd.trajectories import ANNOTATION_KINDS, DEFAULT_STORE, Episode, EpisodeFilter, TrajectoryStore, default_store_location, sum_usage
 from opd.trajectories.inspection import step_divergence

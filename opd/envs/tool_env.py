@@ -26,6 +26,7 @@ from opd.envs.registry import make_suite
 from opd.envs.sandbox import ExecLimits, ExecResult, LocalSandbox, Sandbox, ToolStatus
 from opd.envs.spaces import UnicodeText
 from opd.envs.suite import Task, ToolSuite, Verdict
+from opd.envs.terminal import visible
 from opd.envs.tool_calls import FinalAnswer, HermesFormat, ParseError, ToolCall, ToolCallFormat, ToolCalls, decode_action
 from opd.envs.tool_runner import ToolRunner
 from opd.envs.tools import ToolContext
@@ -183,7 +184,8 @@ class ToolEnv(gym.Env[str, str]):
         return observation, reward, terminated, truncated, info
 
     def render(self) -> str | None:
-        return "\n".join(self._transcript) if self.render_mode == "ansi" else None
+        # The transcript keeps the text as it was; what reaches the terminal shows control sequences instead of obeying them.
+        return visible("\n".join(self._transcript)) if self.render_mode == "ansi" else None
 
     def close(self) -> None:
         self._runner.close()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -134,3 +135,21 @@ def test_a_tool_that_ran_a_command_keeps_its_status(sandbox: LocalSandbox, runne
     assert failed.status == ToolStatus.NONZERO_EXIT and failed.exit_code == 4
     slow = runner.run(run, {"code": "import time; time.sleep(5)"}, ctx, FAST)
     assert slow.status == ToolStatus.TIMEOUT
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../x", "sub/../../x", "", "."])
+def test_paths_outside_the_work_dir_are_refused(sandbox: LocalSandbox, path: str) -> None:
+    with pytest.raises(ToolError, match="under the working directory"):
+        sandbox.read_file(path)
+    with pytest.raises(ToolError, match="under the working directory"):
+        sandbox.write_file(path, "x")
+
+
+def test_a_fifo_is_refused_at_once(sandbox: LocalSandbox) -> None:
+    os.mkfifo(sandbox.workdir / "pipe")
+    started = time.perf_counter()
+    with pytest.raises(ToolError, match="regular file"):
+        sandbox.read_file("pipe")
+    with pytest.raises(ToolError, match="regular file"):
+        sandbox.write_file("pipe", "x")
+    assert time.perf_counter() - started < 1.0

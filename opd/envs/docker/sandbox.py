@@ -26,7 +26,8 @@ from typing import Any
 import docker
 import docker.errors
 
-from opd.envs.docker.engine import ReplyError, run_request
+from opd.envs.docker.connection import SupervisorConnection
+from opd.envs.docker.engine import ReplyError
 from opd.envs.sandbox import ExecLimits, ExecResult, ToolStatus, cap_output, relative_path
 from opd.errors import SandboxError, ToolError
 
@@ -36,7 +37,8 @@ log = logging.getLogger(__name__)
 
 GRACE_S = 5.0  # the host waits this long past a command's timeout before it stops trusting the container
 _BYTES_PER_CHAR = 4  # UTF-8 worst case: the supervisor keeps enough bytes for max_output_chars characters
-_CONTROL = {c: "\ufffd" for c in range(32) if chr(c) not in "\n\t\r"} | {0x7F: "\ufffd"}
+# What the model reads of a command's output: C0 (but newline, tab, CR), DEL and the 8-bit C1 controls become U+FFFD.
+_CONTROL = {c: "\ufffd" for c in (*range(32), *range(0x7F, 0xA0)) if chr(c) not in "\n\t\r"}
 
 
 def _file_deadline(limits: ExecLimits | None) -> float:
@@ -45,7 +47,7 @@ def _file_deadline(limits: ExecLimits | None) -> float:
 
 
 class DockerSandbox:
-    """One warm container, driven through ``docker exec``. Isolated: no network, read-only root, no capabilities."""
+    """One warm container, driven through one long-lived supervisor. Isolated: no network, read-only root, no capabilities."""
 
     isolated = True
 
@@ -55,6 +57,7 @@ class DockerSandbox:
         self.kind = kind
         self.name = name or container_id[:12]
         self._closed = False
+        self._connection = SupervisorConnection(client, container_id)  # one serving supervisor, started on first use
 
     def __repr__(self) -> str:
         return f"DockerSandbox({self.name!r}, kind={self.kind!r})"
@@ -113,7 +116,8 @@ class DockerSandbox:
             raise ToolError(f"cannot write {reply['error']}")
 
     def reset(self) -> None:
-        """Kill every process the sandbox user runs and empty /work, /tmp and /dev/shm; restart the container if that fails."""
+        """Kill every process the sandbox user runs, empty /work, /tmp and /dev/shm and remove its SysV IPC objects;
+        restart the container if that fails."""
         self._check_open()
         if self._try_reset():
             return
@@ -124,6 +128,7 @@ class DockerSandbox:
     def recycle(self) -> None:
         """Restart the container: every process dies and the tmpfs mounts come back empty (seconds, not minutes)."""
         log.info("sandbox %s: restarting the container", self.name)
+        self._connection.close()  # its server dies with the restart
         try:
             self._client.api.restart(self.container_id, timeout=0)
         except docker.errors.NotFound as exc:
@@ -138,8 +143,9 @@ class DockerSandbox:
             return False
 
     def close(self) -> None:
-        """Stop lending this sandbox out; its pool removes (or keeps) the container."""
+        """Stop lending this sandbox out; its pool removes (or keeps) the container. Its supervisor exits."""
         self._closed = True
+        self._connection.close()
 
     def _try_reset(self) -> bool:
         try:
@@ -147,14 +153,14 @@ class DockerSandbox:
         except (ReplyError, SandboxError) as exc:
             log.warning("sandbox %s: reset failed (%s)", self.name, exc)
             return False
-        if reply.get("leftover_processes") or reply.get("leftover_files"):
+        if reply.get("leftover_processes") or reply.get("leftover_files") or reply.get("leftover_ipc"):
             log.warning("sandbox %s: reset left %s", self.name, reply)
             return False
         return True
 
     def _request(self, request: dict[str, Any], *, deadline_s: float, max_reply_bytes: int) -> dict[str, Any]:
         try:
-            return run_request(self._client, self.container_id, request, deadline_s=deadline_s, max_reply_bytes=max_reply_bytes)
+            return self._connection.request(request, deadline_s=deadline_s, max_reply_bytes=max_reply_bytes)
         except ReplyError:
             raise
         except SandboxError as exc:
