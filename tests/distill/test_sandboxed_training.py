@@ -152,3 +152,19 @@ def test_killed_and_interrupted_runs_leave_nothing_and_resume(models, tmp_path: 
     assert [name for pid in (killed.pid, interrupted.pid) for name in owned_containers(docker_client, pid)] == []
     with TrajectoryStore(tmp_path / "store.db", create=False) as store:
         assert all(e.sandbox["backend"] == "DockerSandbox" for batch in store.iter_episodes() for e in batch)
+
+
+def test_two_torchrun_processes_take_disjoint_shares_of_the_compose_sandboxes(models, tmp_path: Path, docker_client) -> None:
+    # The session's compose project runs two python sandboxes: rank 0 attaches to one, rank 1 to the other.
+    config = write_config(models, tmp_path, "python", updates=2)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    argv = [*launcher, "-m", "opd", "train", str(config)]
+    done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with TrajectoryStore(tmp_path / "store.db", create=False) as store:
+        episodes = [e for batch in store.iter_episodes() for e in batch]
+    containers = {rank: {e.sandbox["container"] for e in episodes if e.writer["rank"] == rank} for rank in (0, 1)}
+    assert len(episodes) == 4 and all(len(names) == 1 for names in containers.values()), containers
+    assert containers[0].isdisjoint(containers[1]) and all(n.startswith("opd-sandboxes-python-") for n in containers[0] | containers[1])
+    assert owned_containers(docker_client) == []
