@@ -38,7 +38,7 @@ def models(tmp_path_factory: pytest.TempPathFactory, python_pool, shell_pool) ->
     """A tiny student and teacher whose word tokenizer knows the python and files experts' words (played in Docker)."""
     directory = tmp_path_factory.mktemp("sandboxed-models")
     texts = []
-    for suite, pool in (("python", python_pool), ("files", shell_pool)):
+    for suite, pool in (("python", python_pool), ("files", shell_pool), ("logs", shell_pool)):
         with pool.borrow() as sandbox:
             texts += expert_texts(ToolEnv(suite, sandbox=sandbox, **EASY), 6)
     tokenizer = build_word_tokenizer(texts, directory / "student", numbers=range(0, 300))
@@ -67,7 +67,7 @@ def owned_containers(client, pid: int | None = None) -> list[str]:
     return [c.name for c in found if pid is None or c.labels[OWNER_LABEL].split(":")[1] == str(pid)]
 
 
-@pytest.mark.parametrize("suite", ["python", "files"])
+@pytest.mark.parametrize("suite", ["python", "files", "logs"])
 def test_opd_train_and_eval_run_on_a_sandboxed_suite(suite: str, models, tmp_path: Path, docker_client) -> None:
     runner = CliRunner()
     trained = runner.invoke(app, ["train", str(write_config(models, tmp_path, suite))])
