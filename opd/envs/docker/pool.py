@@ -3,8 +3,8 @@
 The pool owns container lifetimes; envs borrow sandboxes. It first attaches to
 running compose-started containers of its kind (``docker compose up -d``, found
 by label) and starts the rest itself with the same hardening. Creating a
-container costs seconds (more on the vfs storage driver), an exec ~0.1 s, so
-containers are created once and reset between episodes.
+container costs seconds (more on the vfs storage driver), a call into a warm
+one milliseconds, so containers are created once and reset between episodes.
 
 Containers the pool starts carry an owner label (host, pid, process start
 time). ``close()`` removes them, and so does a finalizer at interpreter exit;

@@ -2,8 +2,9 @@
 
 Tools run on the host (they are trusted code: the suite's own functions) and
 reach the container through this protocol; what they run *inside* the
-sandbox, through :meth:`DockerSandbox.exec`, is the model's code. Every exec goes through the in-container supervisor, which kills
-the command's whole process group at the deadline and caps its output.
+sandbox, through :meth:`DockerSandbox.exec`, is the model's code. Every exec
+goes through the container's serving supervisor (``connection.py``), which
+kills the command's whole process group at the deadline and caps its output.
 
 A ``DockerSandbox`` does not own its container: a :class:`SandboxPool` does
 (it created it, or attached to a compose-started one), and an env only borrows
