@@ -31,7 +31,7 @@ import pydantic
 
 from opd.envs.sandbox import ExecLimits, Sandbox
 from opd.envs.task import Task
-from opd.errors import ConfigError
+from opd.errors import ConfigError, ToolError
 
 __all__ = ["Tool", "ToolArgumentError", "ToolContext", "ToolNeeds", "tool"]
 
@@ -58,7 +58,7 @@ class ToolContext:
     limits: ExecLimits = ExecLimits()
 
 
-class ToolArgumentError(Exception):
+class ToolArgumentError(ToolError):
     """The model called a tool with invalid arguments. Shown to the model, never raised out of an env."""
 
 
