@@ -5,7 +5,7 @@ The host never runs a model's command with a bare ``docker exec``: it runs
 user once per container and keeps that exec's stdin and stdout open; each
 request is a decimal length line and that many bytes of JSON, and so is each
 reply. One process serving many requests spares two Python start-ups per call
-(``docker exec`` of a fresh supervisor costs ~100 ms more). Without ``serve``
+(a ``docker exec`` of a fresh supervisor per call cost 0.2 s). Without ``serve``
 it answers one request with a bare JSON reply and exits (``run_request``).
 Shipping the source with the exec means any image with a ``python3`` works and
 the host and the container can never disagree on the protocol.
