@@ -105,3 +105,13 @@ def test_logs_tools_refuse_paths_out_of_the_work_dir_and_options(name: str, argu
         env.reset(seed=0)
         observation, _, _, _, info = env.step(f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>")
         assert info["error_kind"] == "tool_error" and "path must" in observation, observation
+
+
+def test_opd_suites_play_runs_a_sandboxed_suites_expert_in_docker(shell_pool) -> None:
+    from typer.testing import CliRunner
+
+    from opd.cli.app import app
+
+    result = CliRunner().invoke(app, ["suites", "play", "logs", "--episodes", "2", "--difficulty", "hard"])
+    assert result.exit_code == 0, result.output
+    assert "logs: expert solved 2/2 tasks" in result.output and "archive" in result.output
