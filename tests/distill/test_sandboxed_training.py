@@ -80,6 +80,8 @@ def test_opd_train_and_eval_run_on_a_sandboxed_suite(suite: str, models, tmp_pat
         info = episode.sandbox
         assert info["backend"] == "DockerSandbox" and info["isolated"] is True and info["limits"]["timeout_s"] == 5
         assert info["container"].startswith("opd-sandboxes-") and info["kind"] == make_suite(suite).sandbox_kind
+    replayed = runner.invoke(app, ["episodes", "replay", episodes[0].id, "--store", str(tmp_path / "store.db")])
+    assert replayed.exit_code == 0 and "identical" in replayed.output, replayed.output  # replayed in a Docker sandbox too
     checkpoint = tmp_path / "out" / "checkpoints" / "update-0000002" / "model"
     argv = ["eval", str(checkpoint), "--suite", suite, "-o", "difficulty=easy", "--episodes", "2", "--sandboxes", "1", "--json"]
     evaluated = runner.invoke(app, argv)
