@@ -115,7 +115,7 @@ def _train(
     teacher_policy = CausalLMPolicy(teacher.model, teacher.tokenizer, name=teacher.name) if teacher else None
     if teacher is not None and ctx.is_main:
         _preflight(student, teacher, config, sandboxes)
-    self_teacher = SelfTeacher(student, config.self_teacher, k=config.teacher_k) if config.self_teacher else None
+    self_teacher = SelfTeacher(student, config.self_teacher, k=config.teacher_k, sandboxes=sandboxes) if config.self_teacher else None
     logits_source = teacher or self_teacher  # who gives token log-probs: a white-box teacher or the student itself
     critic = BlackBoxTeacher(config.critic) if config.critic else None
     model = ctx.wrap(student.model)  # gradients are all-reduced through this; rollouts use student.model directly
