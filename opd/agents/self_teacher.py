@@ -54,7 +54,7 @@ class SelfTeacherConfig:
 class SelfTeacher:
     def __init__(self, student: CausalLMPolicy, config: SelfTeacherConfig, *, k: int = 64, sandboxes: SandboxLender | None = None) -> None:
         self.student = student
-        self.sandboxes = sandboxes  # where the expert plays a "solution" hint of a suite that runs in sandboxes (the run's lender)
+        self.sandboxes = sandboxes  # where the expert plays a demonstration of a suite that runs in sandboxes (the run's lender)
         self.config = config
         self.name = config.name
         self.ema = copy.deepcopy(student.model).requires_grad_(False) if config.ema_decay is not None else None

@@ -116,6 +116,17 @@ def test_a_dying_sandbox_fails_its_episode_and_is_replaced(death: str, docker_cl
     assert owned_containers(docker_client, os.getpid()) == []
 
 
+def test_a_self_teacher_given_a_demonstration_plays_the_expert_in_a_sandbox(models, tmp_path: Path) -> None:
+    config = write_config(models, tmp_path, "logs", updates=1)
+    settings = {**yaml.safe_load(config.read_text()), "teacher": None, "self_teacher": {"context": "demonstration"}}
+    config.write_text(yaml.safe_dump(settings))
+    trained = CliRunner().invoke(app, ["train", str(config)])
+    assert trained.exit_code == 0, trained.output
+    with TrajectoryStore(tmp_path / "store.db", create=False) as store:
+        episodes = [e for batch in store.iter_episodes() for e in batch if e.annotations.token_logprobs]
+    assert len(episodes) == 2  # each scored by the student given the expert's demonstration, played in the container
+
+
 def start_run(config: Path) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "opd", "train", str(config)]
     return subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
