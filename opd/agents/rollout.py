@@ -106,9 +106,13 @@ def collect_episodes(
 
 def _start(policy: CausalLMPolicy, batch: ToolEnvBatch, seeds: Sequence[int]) -> list[_Running]:
     running = []
-    for (_, info), seed in zip(batch.reset(seeds), seeds, strict=True):
-        prompt = policy.chat.prompt_ids(info["messages"], info["tools"])
+    failures: dict[int, SandboxError] = {}  # envs whose sandbox failed at reset: their episodes fail, the others go on
+    for index, ((_, info), seed) in enumerate(zip(batch.reset(seeds, failures=failures), seeds, strict=True)):
+        prompt = [] if index in failures else policy.chat.prompt_ids(info["messages"], info["tools"])
         running.append(_Running(seed=seed, reset_info=info, context=list(prompt), pending=list(prompt)))
+        if index in failures:
+            logger.warning("Episode in env %d failed at reset: %s", index, failures[index])
+            running[-1].failure = f"sandbox failure: {failures[index]}"
     return running
 
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
-from opd.cli.render import console, describe_usage, fail
+from opd.cli.render import console, describe_usage, escape, fail
 from opd.errors import OpdError
 from opd.trajectories import (
     ANNOTATION_KINDS,
@@ -246,8 +245,16 @@ def replay(episode_id: str, store: str = StoreOption) -> None:
         episode = get_episode(trajectories, episode_id)
     try:
         from opd.agents import replay_episode  # imported here: it brings transformers, which `opd --help` should not wait for
+        from opd.envs import make_suite
+        from opd.envs.lending import SandboxConfig, borrowed, open_sandboxes
 
-        report = replay_episode(episode)
+        # The episode's kind of sandbox: a Docker one for a suite that runs code in it, as when it was played.
+        sandboxes = open_sandboxes(SandboxConfig(size=1), make_suite(episode.suite, **episode.env_options.get("suite_options", {})))
+        try:
+            with borrowed(sandboxes, 1) as (sandbox,):
+                report = replay_episode(episode, sandbox=sandbox)
+        finally:
+            sandboxes.close()
     except OpdError as exc:
         fail(f"Cannot replay episode {episode.id}: {exc}")
     if not report.prompt_matches:

@@ -32,6 +32,7 @@ from opd.agents.self_teacher import SelfTeacherConfig
 from opd.distill.config_errors import describe_validation_error, raising_config_errors
 from opd.distill.losses import LossConfig
 from opd.distill.offline import ReplayConfig
+from opd.envs.lending import SandboxConfig
 from opd.errors import ConfigError
 
 __all__ = ["TrainConfig", "apply_overrides", "config_to_dict", "load_config", "parse_overrides", "recorded_config"]
@@ -79,6 +80,7 @@ class TrainConfig:
     tensorboard: bool = True  # also write TensorBoard event files beside metrics.jsonl
     replay: ReplayConfig | None = None  # batches from the trajectory store, alone (ratio 1) or mixed with rollouts (docs/training.md)
     routing: RoutingConfig | None = None  # route each step between `teacher` (the default) and further teachers (docs/training.md)
+    sandbox: SandboxConfig = SandboxConfig()  # where tools run: backend (auto/local/docker), image, engine, pool size, per-call limits
 
     def __post_init__(self) -> None:
         # Checks across fields; each field alone was validated by its type before this runs.

@@ -44,7 +44,8 @@ from opd.distill.losses import LossTotals, compute_loss, loss_totals
 from opd.distill.metrics import MetricsWriter
 from opd.distill.offline import StoreReplay
 from opd.distill.resume import starting_checkpoint
-from opd.envs import ToolEnv
+from opd.envs import ToolEnv, make_suite
+from opd.envs.lending import SandboxLender, borrowed, open_sandboxes, rounds
 from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, critique_ledger
 
 __all__ = ["TrainResult", "train"]
@@ -89,12 +90,18 @@ def train(
     recorded = {**recorded_config(config), **({"origin": dict(origin)} if origin else {})}
     with distributed(config.device) as ctx, stop_on_signals() as stop:
         previous = ctx.main_only(lambda: starting_checkpoint(config.output_dir, recorded, resume=resume, force=force))
-        return _train(config, ctx, previous=previous, recorded=recorded, stop=stop, progress=progress)
+        # One sandbox lender per process, open for the whole run and closed (containers removed) on every way out.
+        sandboxes = open_sandboxes(config.sandbox, make_suite(config.suite, **config.suite_options), share=(ctx.rank, ctx.world_size))
+        try:
+            return _train(config, ctx, sandboxes, previous=previous, recorded=recorded, stop=stop, progress=progress)
+        finally:
+            sandboxes.close()
 
 
 def _train(
     config: TrainConfig,
     ctx: DistributedContext,
+    sandboxes: SandboxLender,
     *,
     previous: Path | None,
     recorded: dict[str, Any],
@@ -109,8 +116,8 @@ def _train(
     teacher = WhiteBoxTeacher.from_pretrained(config.teacher, k=config.teacher_k, device=teacher_device) if config.teacher else None
     teacher_policy = CausalLMPolicy(teacher.model, teacher.tokenizer, name=teacher.name) if teacher else None
     if teacher is not None and ctx.is_main:
-        _preflight(student, teacher, config)
-    self_teacher = SelfTeacher(student, config.self_teacher, k=config.teacher_k) if config.self_teacher else None
+        _preflight(student, teacher, config, sandboxes)
+    self_teacher = SelfTeacher(student, config.self_teacher, k=config.teacher_k, sandboxes=sandboxes) if config.self_teacher else None
     logits_source = teacher or self_teacher  # who gives token log-probs: a white-box teacher or the student itself
     if config.routing is not None:  # or several white-box teachers, chosen per step
         logits_source = RoutedTeacher.load(teacher, config.routing, k=config.teacher_k, device=teacher_device)
@@ -125,7 +132,7 @@ def _train(
 
     def evaluate_student() -> EvalResult:
         options, episodes = config.suite_options, config.eval_episodes
-        return evaluate(student, config.suite, suite_options=options, episodes=episodes, max_turns=config.max_turns)[0]
+        return evaluate(student, config.suite, suite_options=options, episodes=episodes, max_turns=config.max_turns, sandboxes=sandboxes)[0]
 
     ctx.main_only(lambda: TrajectoryStore(config.store).close())  # rank 0 creates or migrates the store before the others open it
     with TrajectoryStore(config.store) as store:
@@ -141,7 +148,8 @@ def _train(
                 break
             rng = np.random.default_rng([config.seed, update])
             offpolicy = teacher_policy is not None and rng.random() < config.offpolicy_fraction
-            played = _rollout(teacher_policy if offpolicy else student, config, update, state.run_id, fresh) if len(fresh) else []
+            player = teacher_policy if offpolicy else student
+            played = _rollout(player, config, update, state.run_id, fresh, sandboxes) if len(fresh) else []
             if replay is not None and replay.restarts:  # and episodes the student plays on from stored states
                 played += replay.restart(update, student, config.sampling, seed=config.seed, run_id=state.run_id)
             failed = [e for e in played if e.num_tokens < 2]  # a sandbox failed before the policy wrote anything
@@ -215,33 +223,44 @@ def _train(
     return TrainResult(state.run_id, state.update, state.labelled_tokens, state.skipped_updates, final, last, tuple(curve), usage)
 
 
-def _preflight(student: CausalLMPolicy, teacher: WhiteBoxTeacher, config: TrainConfig) -> None:
+def _preflight(student: CausalLMPolicy, teacher: WhiteBoxTeacher, config: TrainConfig, sandboxes: SandboxLender) -> None:
     """Warn before training if the teacher would score tokens the student does not mean."""
-    env = ToolEnv(config.suite, max_turns=config.max_turns, **config.suite_options)
-    texts = [env.reset(seed=seed)[0] for seed in range(8)]
-    env.close()
+    with borrowed(sandboxes, 1) as (box,):
+        env = ToolEnv(config.suite, max_turns=config.max_turns, sandbox=box, limits=sandboxes.limits, **config.suite_options)
+        texts = [env.reset(seed=seed)[0] for seed in range(8)]
+        env.close()
     report = preflight(student.tokenizer, teacher.tokenizer, teacher_model=teacher.model, texts=texts)
     if not report.ok:
         logger.warning("Preflight: %s", report.describe())
 
 
-def _rollout(policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: str, share: range) -> list[Episode]:
-    """This rank's ``share`` of the update's episodes; episode ``i`` gets the same seeds whichever rank plays it."""
+def _rollout(
+    policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: str, share: range, sandboxes: SandboxLender
+) -> list[Episode]:
+    """This rank's ``share`` of the update's episodes; episode ``i`` gets the same seeds whichever rank plays it.
+
+    They play in rounds of as many as ``sandboxes`` lends at once; an episode's tokens depend only on its own seeds.
+    """
     n, samples = config.episodes_per_update, config.samples_per_task
     # Training seeds stay below the evaluation range; with samples_per_task > 1 each task is played that many times.
     draws = [((update * n + i) % 1_000_000_000, j) for i in share for j in range(samples)]
-    seeds = [seed for seed, _ in draws]
-    envs = [ToolEnv(config.suite, max_turns=config.max_turns, **config.suite_options) for _ in seeds]
     # One generator per episode, from (seed, episode seed, sample): its tokens do not depend on the episodes batched with it.
     sampling_seeds = [int(np.random.SeedSequence([config.seed, s, *([j] if j else [])]).generate_state(1)[0]) for s, j in draws]
-    generators = [torch.Generator(policy.device).manual_seed(s) for s in sampling_seeds]
-    try:
-        return collect_episodes(
-            policy, envs, seeds, run_id=run_id, sampling=config.sampling, generator=generators, suite_options=config.suite_options
-        )
-    finally:
-        for env in envs:
-            env.close()
+    played: list[Episode] = []
+    for chunk in rounds(sandboxes, len(draws)):
+        seeds = [draws[i][0] for i in chunk]
+        generators = [torch.Generator(policy.device).manual_seed(sampling_seeds[i]) for i in chunk]
+        with borrowed(sandboxes, len(chunk)) as boxes:
+            options = config.suite_options
+            envs = [ToolEnv(config.suite, max_turns=config.max_turns, sandbox=b, limits=sandboxes.limits, **options) for b in boxes]
+            try:
+                played += collect_episodes(
+                    policy, envs, seeds, run_id=run_id, sampling=config.sampling, generator=generators, suite_options=options
+                )
+            finally:
+                for env in envs:
+                    env.close()
+    return played
 
 
 def _update(
