@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from opd.agents.topk_scoring import safe_logsumexp, tail_logprob
 from opd.errors import ConfigError
 
-NEG_INF = float("-inf")
+__all__ = ["TopKLogprobs", "coarsen_student", "safe_logsumexp", "tail_logprob", "topk_from_logits"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,8 @@ class TopKLogprobs:
         token_ids: (B, T, K) int64, the K tokens, distinct within a position.
         logprobs: (B, T, K) float, natural-log probabilities normalised over the *full*
             vocabulary (not over the K tokens).
-        tail_mass: (B, T) float, the teacher's probability outside the K tokens,
-            ``1 - sum(exp(logprobs))`` up to rounding (negative rounding is clamped to 0).
+        tail_mass: (B, T) float, the teacher's probability outside the K tokens, computed as
+            ``exp(tail_logprob(...))`` from the logits (exactly 0 when K = V), not as ``1 - sum(exp(logprobs))``.
 
     Any leading shape works; (B, T) is what the losses pass.
     """
@@ -73,25 +74,6 @@ class TopKLogprobs:
         """(..., K + 1): the K log-probs and log(tail_mass) as the last outcome."""
         log_tail = torch.log(self.tail_mass.clamp_min(0).to(self.logprobs.dtype))
         return torch.cat([self.logprobs, log_tail.unsqueeze(-1)], dim=-1)
-
-
-def safe_logsumexp(x_NV: Tensor) -> Tensor:
-    """``logsumexp`` over the last dim that is -inf for an all -inf row *with a zero, not NaN, gradient*."""
-    empty_N = (x_NV == NEG_INF).all(dim=-1)
-    x_safe = torch.where(empty_N.unsqueeze(-1), torch.zeros_like(x_NV), x_NV)
-    lse_N = torch.logsumexp(x_safe, dim=-1)
-    return torch.where(empty_N, torch.full_like(lse_N, NEG_INF), lse_N)
-
-
-def tail_logprob(logits_NV: Tensor, token_ids_NK: Tensor) -> Tensor:
-    """(N,) log of the probability ``softmax(logits)`` puts outside ``token_ids``, exactly.
-
-    A logsumexp over the tokens that are not in the top k, rather than
-    ``log(1 - sum(top-k probs))``, which loses every digit once the tail is below
-    float epsilon.
-    """
-    outside_NV = logits_NV.scatter(-1, token_ids_NK, NEG_INF)
-    return safe_logsumexp(outside_NV) - torch.logsumexp(logits_NV, dim=-1)
 
 
 def coarsen_student(logits_NV: Tensor, token_ids_NK: Tensor) -> Tensor:
