@@ -67,7 +67,8 @@ def fused_loss(
     """
     if batch.teacher is None:
         raise ConfigError(f"A {config.kind!r} loss needs teacher token annotations; this batch has none.")
-    weights_BT = _token_weights(batch, config).to(hidden_BTD.device)
+    dtype = torch.promote_types(hidden_BTD.dtype, torch.float32)  # coefficients at least as precise as the loss
+    weights_BT = _token_weights(batch, config).to(hidden_BTD.device, dtype)
     coefficients_BT = {name: _coefficients(name, weights_BT, batch, totals) for name in config.terms}
     total_BT = sum(weight * coefficients_BT[name] for name, weight in config.terms.items())
     divergence = get_divergence(config.divergence, **config.divergence_params)

@@ -37,8 +37,9 @@ from opd.distill.checkpoint import TrainerState, latest_checkpoint, load_checkpo
 from opd.distill.config import TrainConfig, config_to_dict
 from opd.distill.distributed import DistributedContext, distributed
 from opd.distill.evaluate import EvalResult, evaluate
-from opd.distill.losses import LossTotals, compute_loss, loss_totals
+from opd.distill.losses import LossTotals, loss_totals
 from opd.distill.metrics import MetricsWriter
+from opd.distill.student_loss import student_loss
 from opd.envs import ToolEnv
 from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, critique_ledger
 
@@ -228,8 +229,7 @@ def _update(
         loss = model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=student.device)).logits.sum() * 0.0
         values = ctx.sum_metrics({"policy_tokens": 0})
     else:
-        logits_BTV = model(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT).logits.float()
-        result = compute_loss(logits_BTV, batch, config.loss, totals)
+        result = student_loss(model, batch, config.loss, totals)  # token/step losses never build (B, T, V) logits
         loss, values = result.loss, ctx.sum_metrics({**result.metrics, "policy_tokens": batch.policy_tokens})
     if not math.isfinite(values["loss"]):
         logger.warning("Skipping an update: the loss is %s", values["loss"])
