@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from opd.agents.topk_scoring import safe_logsumexp, tail_logprob
+from opd.agents.topk_scoring import NEG_INF, safe_logsumexp, tail_logprob
 from opd.errors import ConfigError
 
 __all__ = ["TopKLogprobs", "coarsen_student", "safe_logsumexp", "tail_logprob", "topk_from_logits"]
@@ -76,8 +76,15 @@ class TopKLogprobs:
         return torch.cat([self.logprobs, log_tail.unsqueeze(-1)], dim=-1)
 
 
-def coarsen_student(logits_NV: Tensor, token_ids_NK: Tensor) -> Tensor:
-    """(N, K + 1): the student's log-probs of the teacher's K tokens, then of everything else."""
+def coarsen_student(logits_NV: Tensor, token_ids_NK: Tensor, *, normalized: bool = False) -> Tensor:
+    """(N, K + 1): the student's log-probs of the teacher's K tokens, then of everything else.
+
+    ``normalized``: ``logits_NV`` are already log-probs, so neither log-softmax nor the tail's
+    normaliser is computed again (two passes over (N, V) saved, forward and backward).
+    """
+    if normalized:
+        tail_N = safe_logsumexp(logits_NV.scatter(-1, token_ids_NK, NEG_INF))
+        return torch.cat([logits_NV.gather(-1, token_ids_NK), tail_N.unsqueeze(-1)], dim=-1)
     logprobs_NV = torch.log_softmax(logits_NV, dim=-1)
     return torch.cat([logprobs_NV.gather(-1, token_ids_NK), tail_logprob(logits_NV, token_ids_NK).unsqueeze(-1)], dim=-1)
 
