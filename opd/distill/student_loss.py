@@ -49,22 +49,17 @@ def student_loss(model: torch.nn.Module, batch: EpisodeBatch, config: LossConfig
     if not fusable(model, config):
         logits_BTV = model(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT).logits.float()
         return compute_loss(logits_BTV, batch, config, totals)
-    # One position's logits (the smallest HF allows) and every layer's hidden states; the last is after the final norm.
-    # Called through ``model`` itself so that DDP sees the forward pass.
+    # One position's logits (the smallest HF allows; unused, so no gradient flows through them) and every
+    # layer's hidden states, the last after the final norm. Called through ``model`` itself so that DDP sees
+    # the forward pass; the lm_head gets its gradient from the fused loss.
     out = model(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT, output_hidden_states=True, logits_to_keep=1)
     hidden_BTD = out.hidden_states[-1]
     lm_head_VD = getattr(model, "module", model).get_output_embeddings().weight
-    return fused_loss(hidden_BTD, lm_head_VD, batch, config, totals, anchor=out.logits)
+    return fused_loss(hidden_BTD, lm_head_VD, batch, config, totals)
 
 
-def fused_loss(
-    hidden_BTD: Tensor, lm_head_VD: Tensor, batch: EpisodeBatch, config: LossConfig, totals: LossTotals, *, anchor: Tensor | None = None
-) -> LossResult:
-    """The token/step loss from final hidden states (B, T, d) and lm_head (V, d); equals ``compute_loss`` on their logits.
-
-    ``anchor``: an output of the forward pass that the loss does not use, added with weight 0 so
-    that every parameter the forward touched is in the graph (DDP expects that).
-    """
+def fused_loss(hidden_BTD: Tensor, lm_head_VD: Tensor, batch: EpisodeBatch, config: LossConfig, totals: LossTotals) -> LossResult:
+    """The token/step loss from final hidden states (B, T, d) and lm_head (V, d); equals ``compute_loss`` on their logits."""
     if batch.teacher is None:
         raise ConfigError(f"A {config.kind!r} loss needs teacher token annotations; this batch has none.")
     dtype = torch.promote_types(hidden_BTD.dtype, torch.float32)  # coefficients at least as precise as the loss
@@ -75,7 +70,7 @@ def fused_loss(
     fused = fused_linear_divergence(
         hidden_BTD, lm_head_VD, batch.teacher, divergence, mask_BT=batch.policy_BT & (weights_BT > 0), weights_BT=total_BT
     )
-    loss = fused.loss if anchor is None else fused.loss + 0.0 * anchor.sum()
+    loss = fused.loss
     metrics = {f"loss/{name}": float((coefficients_BT[name] * fused.per_token).sum()) for name in config.terms}
     metrics["loss"] = float(loss.detach())
     return LossResult(loss=loss, metrics=metrics)
