@@ -22,6 +22,7 @@ from opd.agents.critic import CriticConfig
 from opd.agents.policy import SamplingConfig
 from opd.agents.self_teacher import SelfTeacherConfig
 from opd.distill.losses import LossConfig
+from opd.envs import make_call_format
 from opd.errors import ConfigError
 
 __all__ = ["TrainConfig", "config_to_dict", "load_config"]
@@ -36,6 +37,7 @@ class TrainConfig:
     suite: str = "calculator"  # a registered tool suite (`opd suites list`)
     suite_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {"difficulty": "easy"}
     max_turns: int | None = None  # turn limit per episode; None: the suite's default
+    tool_call_format: str = "auto"  # how the models write tool calls: auto (from the student's chat template), hermes, llama3_json
     run_name: str = "opd"  # shown in `opd episodes list` and the run record
     store: str = "runs/opd.db"  # trajectory store: a SQLite path or a database URL
     output_dir: str = "runs/train"  # checkpoints, metrics.jsonl and TensorBoard logs
@@ -70,6 +72,8 @@ class TrainConfig:
             raise ConfigError(
                 f"samples_per_task must be at least 1 and keep 'all' or 'best_success'; got {self.samples_per_task}, {self.keep!r}."
             )
+        if self.tool_call_format != "auto":
+            make_call_format(self.tool_call_format)  # a typo fails here, with the close name
         if self.teacher is not None and self.self_teacher is not None:
             raise ConfigError("Set teacher (white-box) or self_teacher (teacher-free), not both: one source of token log-probs.")
         if self.loss.needs_logits and self.teacher is None and self.self_teacher is None:

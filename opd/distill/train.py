@@ -40,7 +40,7 @@ from opd.distill.evaluate import EvalResult, evaluate
 from opd.distill.losses import LossTotals, loss_totals
 from opd.distill.metrics import MetricsWriter
 from opd.distill.student_loss import student_loss
-from opd.envs import ToolEnv
+from opd.envs import ToolEnv, make_call_format
 from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, critique_ledger
 
 __all__ = ["TrainResult", "train"]
@@ -82,6 +82,9 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
     teacher_device = config.teacher_device or str(ctx.device)
     teacher = WhiteBoxTeacher.from_pretrained(config.teacher, k=config.teacher_k, device=teacher_device) if config.teacher else None
     teacher_policy = CausalLMPolicy(teacher.model, teacher.tokenizer, name=teacher.name) if teacher else None
+    for policy in (student, teacher_policy):
+        if policy is not None and config.tool_call_format != "auto":  # envs adopt the format of the policy that plays
+            policy.chat.call_format = make_call_format(config.tool_call_format)
     if teacher is not None and ctx.is_main:
         _preflight(student, teacher, config)
     self_teacher = SelfTeacher(student, config.self_teacher, k=config.teacher_k) if config.self_teacher else None
