@@ -39,7 +39,7 @@ class ChatTokens:
         if tokenizer.eos_token_id is None:
             raise ConfigError(f"Tokenizer {tokenizer.name_or_path!r} has no eos token; opd needs one to end a turn.")
         self.closing = self._assistant_closing()  # the text the template writes after an assistant message
-        self.closing_ids = self.encode(self.closing)  # what the template writes after an assistant message
+        self.closing_ids = self.encode(self.closing)
         self.end_of_turn_id = self.closing_ids[0] if self.closing_ids else tokenizer.eos_token_id
         tool_call_end = tokenizer.convert_tokens_to_ids("</tool_call>")
         self.stop_ids = sorted(
