@@ -81,6 +81,9 @@ def test_every_turn_sees_exactly_the_templates_prompt(real_models, name) -> None
             rendered = render_prompt(policy.tokenizer, conversation(episode, index), episode_tools(), add_generation_prompt=True)
             assert episode.token_ids[:generation_starts].tolist() == policy.chat.encode(rendered), f"step {index}"
             start += len(step.token_ids)
+            parsed = policy.chat.call_format.parse(step.action)  # the turn's text parses back and re-renders exactly
+            assert [c.to_dict() for c in getattr(parsed, "calls", ())] == [dict(c) for c in step.tool_calls]
+            assert policy.chat.call_format.format(parsed) == step.action
 
 
 @pytest.mark.parametrize("name", ["qwen2.5", "llama3.1"])
