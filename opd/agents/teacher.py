@@ -38,7 +38,7 @@ class WhiteBoxTeacher:
         self.name = name
         self.k = min(k, model.config.vocab_size)
         self.batch_tokens = batch_tokens  # padded tokens per forward pass
-        self.chunk_rows: int | None = None  # positions per top-k chunk; None: about 2**23 logits per chunk
+        self.chunk_rows: int | None = None  # positions per top-k chunk; None: about 2**25 logits per chunk
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, k: int = 64, device: str = "cpu", dtype: torch.dtype | None = None) -> WhiteBoxTeacher:

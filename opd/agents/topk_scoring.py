@@ -33,8 +33,9 @@ from opd.errors import ConfigError
 __all__ = ["TopKRows", "final_hidden", "head_logits", "safe_logsumexp", "tail_logprob", "topk_rows"]
 
 NEG_INF = float("-inf")
-# Logits per (rows, V) chunk: 32 MiB in fp32 (at or below glibc's mmap threshold, so chunks reuse heap memory).
-CHUNK_ELEMENTS = 2**23
+# Logits per (rows, V) chunk when scoring: 128 MiB in fp32. The chunk's rows share one read of the (V, d) lm_head,
+# which dominates at small chunks; scoring has no backward, so its chunk can be larger than a training step's.
+SCORING_CHUNK_ELEMENTS = 2**25
 
 
 @dataclass(frozen=True)
@@ -96,18 +97,24 @@ def topk_rows(model: PreTrainedModel, hidden_ND: Tensor, k: int, *, chunk_rows: 
     """Top-k log-probs and exact tail mass of the next-token distribution at each of ``hidden_ND``'s rows.
 
     No (N, V) tensor is made: rows are projected and reduced ``chunk_rows`` at a time
-    (default: about 2**23 logits per chunk).
+    (default: about 2**25 logits, 128 MiB, per chunk; without a backward pass a chunk can be
+    larger than the training step's, and each chunk re-reads the (V, d) lm_head).
     """
     vocab = model.get_output_embeddings().weight.shape[0]
     if not 1 <= k <= vocab:
         raise ConfigError(f"top-k: k must be between 1 and the vocabulary size {vocab}, got {k}.")
-    rows = chunk_rows or max(1, CHUNK_ELEMENTS // vocab)
+    rows = chunk_rows or max(1, SCORING_CHUNK_ELEMENTS // vocab)
     ids, values, tails = [], [], []
     for start in range(0, hidden_ND.shape[0], rows):
         logits_CV = head_logits(model, hidden_ND[start : start + rows])
         top_logits_CK, top_ids_CK = logits_CV.topk(k, dim=-1)
-        values.append(top_logits_CK - torch.logsumexp(logits_CV, dim=-1, keepdim=True))
-        tails.append(tail_logprob(logits_CV, top_ids_CK).exp())
+        lse_C1 = torch.logsumexp(logits_CV, dim=-1, keepdim=True)
+        values.append(top_logits_CK - lse_C1)
+        if k == vocab:  # nothing is outside: the tail is exactly 0
+            tails.append(torch.zeros_like(lse_C1[:, 0]))
+        else:  # the logsumexp of what is outside the top k (tail_logprob's formula, without its copy of the logits)
+            outside_CV = logits_CV.scatter_(-1, top_ids_CK, NEG_INF)
+            tails.append((torch.logsumexp(outside_CV, dim=-1) - lse_C1[:, 0]).exp())
         ids.append(top_ids_CK)
     if not ids:
         empty = hidden_ND.new_zeros((0, k), dtype=torch.float32)
