@@ -13,9 +13,7 @@ from opd.errors import ConfigError
 LLAMA = Llama3JsonFormat()
 
 
-@pytest.mark.parametrize(
-    "arguments", [{"a": 1, "b": 2}, {}, {"text": "naïve \"quotes\" and\nnewlines"}, {"nested": {"x": [1, 2.5, None]}}]
-)
+@pytest.mark.parametrize("arguments", [{"a": 1, "b": 2}, {}, {"text": 'naïve "quotes" and\nnewlines'}, {"nested": {"x": [1, 2.5, None]}}])
 def test_llama_calls_round_trip_exactly(arguments) -> None:
     call = ToolCalls((ToolCall("add", arguments),))
     text = LLAMA.format(call)
