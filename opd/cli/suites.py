@@ -37,20 +37,56 @@ def list_suites() -> None:
 
 
 @app.command("show")
-def show(name: str, difficulty: str = typer.Option(None, help="Suite difficulty, if it takes one.")) -> None:
-    """Print a suite's tool schemas (what the model sees) and one sample task."""
+def show(
+    name: str,
+    difficulty: str = typer.Option(None, help="Suite difficulty, if it takes one."),
+    model: str = typer.Option(None, "--model", "-m", help="A model directory or hub name: show what it sees."),
+) -> None:
+    """Print a suite's tool schemas and one sample task; with --model, what that model sees, turn by turn, with token counts."""
     import numpy as np
 
     from opd.envs import make_suite
 
+    options = {"difficulty": difficulty} if difficulty else {}
     try:
-        suite = make_suite(name, **({"difficulty": difficulty} if difficulty else {}))
+        suite = make_suite(name, **options)
     except OpdError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
+    if model:
+        _show_as_model_sees_it(name, options, model)
+        return
     console.print_json(json.dumps(suite.tool_schemas))
     task = suite.tasks.sample(np.random.default_rng(0))
     console.print(f"[bold]sample task[/] {task.id}: {task.prompt}")
+
+
+def _show_as_model_sees_it(name: str, options: dict[str, str], model: str) -> None:
+    """The scripted expert's episode on seed 0 in ``model``'s tokens: each context the model reads and each turn it writes."""
+    from rich.markup import escape
+    from transformers import AutoTokenizer
+
+    from opd.agents.chat_tokens import ChatTokens
+    from opd.agents.rollout import expert_demonstration
+    from opd.envs import ToolEnv
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    chat = ChatTokens(tokenizer)
+    env = ToolEnv(name, **options)
+    episode = expert_demonstration(chat, env, 0, run_id="show", suite_options=options)
+    env.close()
+    format_name = type(chat.call_format).__name__
+    console.print(f"[bold]{name}[/] as {model} sees it: tool calls in {format_name}, {len(tokenizer):,}-token vocabulary")
+    for step in episode.steps:
+        context, written = step.token_ids[~step.policy_mask], step.token_ids[step.policy_mask]
+        console.rule(f"turn {step.index + 1}: reads {len(context):,} tokens", style="dim")
+        console.print(escape(tokenizer.decode(context.tolist(), skip_special_tokens=False)), style="dim")
+        console.rule(f"turn {step.index + 1}: writes {len(written):,} tokens", style="dim")
+        console.print(escape(tokenizer.decode(written.tolist(), skip_special_tokens=False)))
+    if chat.rewrites_earlier_turns:
+        console.print("[yellow]This template rewrites earlier turns; opd keeps each turn's tokens as the model saw them.[/]")
+    total, policy = episode.num_tokens, int(episode.policy_mask.sum())
+    console.print(f"[bold]{total:,} tokens[/], {policy:,} written by the model, reward {episode.reward:.2f}")
 
 
 @app.command("play")

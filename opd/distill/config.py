@@ -56,6 +56,8 @@ class TrainConfig:
     suite: str = "calculator"  # a registered tool suite (`opd suites list`)
     suite_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {"difficulty": "easy"}
     max_turns: AtLeastOne | None = None  # turn limit per episode; None: the suite's default
+    # How the models write tool calls: auto (from the student's chat template), or a name from opd.envs.CALL_FORMATS.
+    tool_call_format: Literal["auto", "hermes", "llama3_json"] = "auto"
     run_name: str = "opd"  # shown in `opd runs list`, `opd episodes list` and the run record
     store: str = "runs/opd.db"  # trajectory store: a SQLite path or a database URL
     output_dir: str = "runs/train"  # checkpoints, metrics.jsonl and TensorBoard logs

@@ -40,11 +40,12 @@ from opd.distill.distributed import DistributedContext, distributed
 from opd.distill.evaluate import EvalResult, evaluate
 from opd.distill.evaluation_runs import eval_settings, evaluation_run, store_evaluation
 from opd.distill.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
-from opd.distill.losses import LossTotals, compute_loss, loss_totals
+from opd.distill.losses import LossTotals, loss_totals
 from opd.distill.metrics import MetricsWriter
 from opd.distill.offline import StoreReplay
 from opd.distill.resume import starting_checkpoint
-from opd.envs import ToolEnv, make_suite
+from opd.distill.student_loss import student_loss
+from opd.envs import ToolEnv, make_call_format, make_suite
 from opd.envs.lending import SandboxLender, borrowed, open_sandboxes, rounds
 from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, critique_ledger
 
@@ -115,6 +116,9 @@ def _train(
     teacher_device = config.teacher_device or str(ctx.device)
     teacher = WhiteBoxTeacher.from_pretrained(config.teacher, k=config.teacher_k, device=teacher_device) if config.teacher else None
     teacher_policy = CausalLMPolicy(teacher.model, teacher.tokenizer, name=teacher.name) if teacher else None
+    for policy in (student, teacher_policy):
+        if policy is not None and config.tool_call_format != "auto":  # envs adopt the format of the policy that plays
+            policy.chat.call_format = make_call_format(config.tool_call_format)
     if teacher is not None and ctx.is_main:
         _preflight(student, teacher, config, sandboxes)
     self_teacher = SelfTeacher(student, config.self_teacher, k=config.teacher_k, sandboxes=sandboxes) if config.self_teacher else None
@@ -301,8 +305,7 @@ def _update(
         loss = model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=student.device)).logits.sum() * 0.0
         values = ctx.sum_metrics({"policy_tokens": 0})
     else:
-        logits_BTV = model(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT).logits.float()
-        result = compute_loss(logits_BTV, batch, config.loss, totals)
+        result = student_loss(model, batch, config.loss, totals)  # token/step losses never build (B, T, V) logits
         loss, values = result.loss, ctx.sum_metrics({**result.metrics, "policy_tokens": batch.policy_tokens})
     if not math.isfinite(values["loss"]):
         logger.warning("Skipping an update: the loss is %s", values["loss"])

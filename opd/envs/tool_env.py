@@ -110,6 +110,7 @@ class ToolEnv(gym.Env[str, str]):
         self._runner = ToolRunner()
         self.max_turns = max_turns
         self.call_format = call_format or HermesFormat()
+        self._call_format_given = call_format is not None
         self.limits = limits
         self.max_action_chars = max_action_chars
         self.render_mode = render_mode
@@ -182,6 +183,11 @@ class ToolEnv(gym.Env[str, str]):
         info["timings"] = StepTimings(parse_s, tuple(info.pop("tool_s")), time.perf_counter() - started)
         self._transcript.append(f"[turn {self._turn}] > {decoded if isinstance(decoded, str) else '<undecodable>'}\n{observation}")
         return observation, reward, terminated, truncated, info
+
+    def adopt_call_format(self, call_format: ToolCallFormat) -> None:
+        """Use the tool-call format of the model that plays (its chat template's), unless one was given explicitly."""
+        if not self._call_format_given:
+            self.call_format = call_format
 
     def render(self) -> str | None:
         # The transcript keeps the text as it was; what reaches the terminal shows control sequences instead of obeying them.
