@@ -8,6 +8,7 @@ import typer
 
 from opd import __version__
 from opd.cli import demo, episodes, sandbox, suites, train, view
+from opd.cli.options import load_suite_modules
 
 app = typer.Typer(
     name="opd",
@@ -31,8 +32,15 @@ def version() -> None:
 
 
 @app.callback()
-def configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
+def configure(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+    imports: list[str] = typer.Option(
+        [], "--import", "-I", help="Import a suite module or file first (repeatable), e.g. -I shop_suites or -I suites/shop.py."
+    ),
+) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if imports:
+        load_suite_modules(imports)
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ import json
 import typer
 from rich.table import Table
 
-from opd.cli.render import console
+from opd.cli.options import SUITE_OPTION, default_split, parse_options
+from opd.cli.render import console, fail
 from opd.envs import gym_id, make_suite, suite_names
 from opd.errors import OpdError
 
@@ -23,8 +24,11 @@ def list_suites() -> None:
     table.add_column("tools")
     table.add_column("isolation")
     table.add_column("description")
-    for name in suite_names():
-        suite = make_suite(name)
+    try:
+        suites = [make_suite(name) for name in suite_names()]
+    except OpdError as exc:
+        fail(str(exc))
+    for name, suite in zip(suite_names(), suites, strict=True):
         table.add_row(
             name,
             gym_id(name),
@@ -36,15 +40,20 @@ def list_suites() -> None:
 
 
 @app.command("show")
-def show(name: str, difficulty: str = typer.Option(None, help="Suite difficulty, if it takes one.")) -> None:
+def show(
+    name: str,
+    difficulty: str = typer.Option(None, help="Suite difficulty, if it takes one (the same as -o difficulty=...)."),
+    option: list[str] = SUITE_OPTION,
+    split: str = typer.Option("all", help="Task split to sample from: train, eval or all."),
+) -> None:
     """Print a suite's tool schemas (what the model sees) and one sample task."""
     import numpy as np
 
+    options = {**parse_options(option), **({"difficulty": difficulty} if difficulty else {})}
     try:
-        suite = make_suite(name, **({"difficulty": difficulty} if difficulty else {}))
+        suite = make_suite(name, split=default_split(name, options, split), **options)
     except OpdError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+        fail(str(exc))
     console.print_json(json.dumps(suite.tool_schemas))
     task = suite.tasks.sample(np.random.default_rng(0))
     console.print(f"[bold]sample task[/] {task.id}: {task.prompt}")
@@ -55,7 +64,9 @@ def play(
     name: str,
     episodes: int = typer.Option(2, min=1, help="Episodes to play."),
     seed: int = typer.Option(0, help="Seed of the first episode."),
-    difficulty: str = typer.Option(None, help="Suite difficulty, if it takes one."),
+    difficulty: str = typer.Option(None, help="Suite difficulty, if it takes one (the same as -o difficulty=...)."),
+    option: list[str] = SUITE_OPTION,
+    split: str = typer.Option("all", help="Task split to play: train, eval or all."),
     store: str = typer.Option(None, "--store", "-s", help="Also write the episodes to this trajectory store."),
 ) -> None:
     """Play a suite's scripted expert through its env and print every turn."""
@@ -65,12 +76,12 @@ def play(
     from opd.envs import ToolEnv
     from opd.trajectories import Run, TrajectoryStore
 
-    options = {"difficulty": difficulty} if difficulty else {}
+    options = {**parse_options(option), **({"difficulty": difficulty} if difficulty else {})}
     try:
+        options = {**options, **({"split": split} if default_split(name, options, split) != "all" else {})}
         env = ToolEnv(name, **options)
     except OpdError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+        fail(str(exc))
     run = Run(name=f"expert: {name}", config={"suite": name, **options, "episodes": episodes, "seed": seed}, code_version=__version__)
     played = [expert_episode(env, seed + i, run_id=run.id, suite_options=options) for i in range(episodes)]
     env.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from opd.cli.options import SPLIT_HELP, SUITE_OPTION, default_split, parse_options
 from opd.cli.render import console, describe_usage, fail
 from opd.errors import OpdError
 
@@ -59,7 +60,8 @@ def train_command(
 def eval_command(
     model: str = typer.Argument(..., help="Checkpoint directory or hub name of the policy."),
     suite: str = typer.Option("calculator", help="Registered tool suite."),
-    option: list[str] = typer.Option([], "--option", "-o", help="Suite option as KEY=VALUE (repeatable), e.g. -o difficulty=easy."),
+    option: list[str] = SUITE_OPTION,
+    split: str = typer.Option(None, help=SPLIT_HELP),
     episodes: int = typer.Option(100, min=1, help="Held-out tasks to play."),
     max_turns: int = typer.Option(None, help="Turn limit (default: the suite's)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -68,22 +70,25 @@ def eval_command(
     from opd.agents.policy import CausalLMPolicy
     from opd.distill.evaluate import evaluate
 
-    options = {}
-    for item in option:
-        key, sep, value = item.partition("=")
-        if not sep:
-            fail(f"--option expects KEY=VALUE, got {item!r}.")
-        options[key] = value
+    options = parse_options(option)
     try:
+        split = default_split(suite, options, split)
         policy = CausalLMPolicy.from_pretrained(model)
-        result, _ = evaluate(policy, suite, suite_options=options, episodes=episodes, max_turns=max_turns)
+        run_options = {**options, **({"split": split} if split != "all" else {})}
+        result, _ = evaluate(policy, suite, suite_options=run_options, episodes=episodes, max_turns=max_turns)
     except (OpdError, OSError) as exc:
         fail(str(exc))
     if as_json:
         typer.echo(
             json.dumps(
-                {"success_rate": result.success_rate, "ci_low": result.ci_low, "ci_high": result.ci_high, "episodes": result.episodes}
+                {
+                    "success_rate": result.success_rate,
+                    "ci_low": result.ci_low,
+                    "ci_high": result.ci_high,
+                    "episodes": result.episodes,
+                    "split": split,
+                }
             )
         )
     else:
-        console.print(f"{model} on {suite}: success {result.describe()}, mean reward {result.mean_reward:.3f}")
+        console.print(f"{model} on {suite} ({split} split): success {result.describe()}, mean reward {result.mean_reward:.3f}")

@@ -22,6 +22,7 @@ from opd.agents.critic import CriticConfig
 from opd.agents.policy import SamplingConfig
 from opd.agents.self_teacher import SelfTeacherConfig
 from opd.distill.losses import LossConfig
+from opd.distill.suites import SuitesConfig, resolve_config_paths
 from opd.errors import ConfigError
 
 __all__ = ["TrainConfig", "config_to_dict", "load_config"]
@@ -35,6 +36,7 @@ class TrainConfig:
     self_teacher: SelfTeacherConfig | None = None  # teacher-free: the student with privileged context (or its EMA) is the teacher
     suite: str = "calculator"  # a registered tool suite (`opd suites list`)
     suite_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {"difficulty": "easy"}
+    suites: SuitesConfig = SuitesConfig()  # user suite modules to import, and whether to train/evaluate on task splits
     max_turns: int | None = None  # turn limit per episode; None: the suite's default
     run_name: str = "opd"  # shown in `opd episodes list` and the run record
     store: str = "runs/opd.db"  # trajectory store: a SQLite path or a database URL
@@ -84,7 +86,10 @@ class TrainConfig:
 
 
 def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    """Read a YAML (.yaml/.yml) or TOML (.toml) file; ``overrides`` replace top-level keys."""
+    """Read a YAML (.yaml/.yml) or TOML (.toml) file; ``overrides`` replace top-level keys.
+
+    Relative paths in the file are relative to the file (see ``resolve_config_paths``).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"No config file at {path}.")
@@ -95,7 +100,7 @@ def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
         raise ConfigError(f"{path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of settings at the top level.")
-    return from_mapping(TrainConfig, {**data, **overrides}, where=str(path))
+    return from_mapping(TrainConfig, {**resolve_config_paths(data, path.parent.resolve()), **overrides}, where=str(path))
 
 
 def from_mapping(cls: type, data: Mapping[str, Any], *, where: str) -> Any:

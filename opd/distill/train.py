@@ -39,6 +39,7 @@ from opd.distill.distributed import DistributedContext, distributed
 from opd.distill.evaluate import EvalResult, evaluate
 from opd.distill.losses import LossTotals, compute_loss, loss_totals
 from opd.distill.metrics import MetricsWriter
+from opd.distill.suites import TaskSplits, task_splits
 from opd.envs import ToolEnv
 from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, critique_ledger
 
@@ -68,6 +69,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None
     episodes (see ``opd.distill.distributed``); rank 0 evaluates, checkpoints and
     writes metrics, and every rank returns the same result.
     """
+    config.suites.load()  # user suites, imported on every rank
     with distributed(config.device) as ctx:
         return _train(config, ctx, resume=resume, progress=progress)
 
@@ -94,13 +96,15 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
     curve: list[tuple[int, int, float, float]] = []
     last_eval: tuple[int, EvalResult] | None = None
 
+    splits = task_splits(config.suite, config.suite_options, config.suites)
+
     def evaluate_student() -> EvalResult:
-        options, episodes = config.suite_options, config.eval_episodes
+        options, episodes = splits.options(config.suite_options, "eval"), config.eval_episodes
         return evaluate(student, config.suite, suite_options=options, episodes=episodes, max_turns=config.max_turns)[0]
 
     ctx.main_only(lambda: TrajectoryStore(config.store).close())  # rank 0 creates or migrates the store before the others open it
     with TrajectoryStore(config.store) as store:
-        recorded = {**config_to_dict(config), "world_size": ctx.world_size}
+        recorded = {**config_to_dict(config), "world_size": ctx.world_size, "splits": dataclasses.asdict(splits)}
         run = Run(id=state.run_id, name=config.run_name, config=recorded, code_version=__version__)
         ctx.main_only(lambda: store.add_run(run))  # before any rank writes an episode of it
         started = time.perf_counter() - state.wall_seconds
@@ -109,7 +113,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
                 break
             rng = np.random.default_rng([config.seed, update])
             offpolicy = teacher_policy is not None and rng.random() < config.offpolicy_fraction
-            played = _rollout(teacher_policy if offpolicy else student, config, update, state.run_id, share)
+            played = _rollout(teacher_policy if offpolicy else student, config, update, state.run_id, share, splits)
             failed = [e for e in played if e.num_tokens < 2]  # a sandbox failed before the policy wrote anything
             episodes = [e for e in played if e.num_tokens >= 2]
             scored_by_logits = logits_source is not None and config.loss.needs_logits and not offpolicy  # SFT on teacher episodes
@@ -174,20 +178,18 @@ def _preflight(student: CausalLMPolicy, teacher: WhiteBoxTeacher, config: TrainC
         logger.warning("Preflight: %s", report.describe())
 
 
-def _rollout(policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: str, share: range) -> list[Episode]:
+def _rollout(policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: str, share: range, splits: TaskSplits) -> list[Episode]:
     """This rank's ``share`` of the update's episodes; episode ``i`` gets the same seeds whichever rank plays it."""
-    n, samples = config.episodes_per_update, config.samples_per_task
+    n, samples, options = config.episodes_per_update, config.samples_per_task, splits.options(config.suite_options, "train")
     # Training seeds stay below the evaluation range; with samples_per_task > 1 each task is played that many times.
     draws = [((update * n + i) % 1_000_000_000, j) for i in share for j in range(samples)]
     seeds = [seed for seed, _ in draws]
-    envs = [ToolEnv(config.suite, max_turns=config.max_turns, **config.suite_options) for _ in seeds]
+    envs = [ToolEnv(config.suite, max_turns=config.max_turns, **options) for _ in seeds]
     # One generator per episode, from (seed, episode seed, sample): its tokens do not depend on the episodes batched with it.
     sampling_seeds = [int(np.random.SeedSequence([config.seed, s, *([j] if j else [])]).generate_state(1)[0]) for s, j in draws]
     generators = [torch.Generator(policy.device).manual_seed(s) for s in sampling_seeds]
     try:
-        return collect_episodes(
-            policy, envs, seeds, run_id=run_id, sampling=config.sampling, generator=generators, suite_options=config.suite_options
-        )
+        return collect_episodes(policy, envs, seeds, run_id=run_id, sampling=config.sampling, generator=generators, suite_options=options)
     finally:
         for env in envs:
             env.close()

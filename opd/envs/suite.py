@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from opd.envs.sandbox import Sandbox
+from opd.envs.splits import SPLITS, SplitTasks, TaskSplit
 from opd.envs.tool_calls import FinalAnswer, ToolCalls
 from opd.envs.tools import Tool, ToolContext
 from opd.errors import ConfigError
@@ -39,6 +40,11 @@ class Task:
     prompt: str
     answer: Any = None
     data: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # suite-specific (e.g. records to look up)
+    split: str | None = None  # "train" or "eval" when the task set assigns it explicitly; else its id's hash decides (TaskSplit)
+
+    def __post_init__(self) -> None:
+        if self.split not in (None, "train", "eval"):
+            raise ConfigError(f"Task {self.id!r}: split must be 'train', 'eval' or unset, got {self.split!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +94,9 @@ class ToolSuite:
     max_turns: int = 8  # default turn limit of an episode; the env may override it
     requires_isolation: bool = False  # True for suites whose tools run model-written code
     description: str = ""
+    # How tasks divide into train and eval. None: a generated task source is kept apart by seed ranges, a fixed
+    # one (a JsonlTasks) is split 80/20 by id hash; set it to split a generated suite by task id too.
+    split: TaskSplit | None = None
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.tools]
@@ -100,12 +109,28 @@ class ToolSuite:
         return next((t for t in self.tools if t.name == name), None)
 
     @property
+    def splits_tasks(self) -> bool:
+        """Whether training should draw from the train split and evaluation from the eval split by default."""
+        return self.split is not None or getattr(self.tasks, "tasks", None) is not None
+
+    def with_split(self, split: str) -> ToolSuite:
+        """This suite restricted to the ``train`` or ``eval`` split of its tasks (``all``: unchanged)."""
+        if split == "all":
+            return self
+        if split not in SPLITS:
+            raise ConfigError(f"Unknown split {split!r} for suite {self.name!r}; expected one of {', '.join(SPLITS)}.")
+        return dataclasses.replace(self, tasks=SplitTasks(self.tasks, split, self.split or TaskSplit()))  # type: ignore[arg-type]
+
+    @property
     def tool_schemas(self) -> list[dict[str, Any]]:
         return [t.schema for t in self.tools]
 
 
 class JsonlTasks:
-    """Tasks from a JSONL file, one object per line: ``{"id", "prompt", "answer", "data"?}``.
+    """Tasks from a JSONL file, one object per line: ``{"id", "prompt", "answer", "data"?, "split"?}``.
+
+    ``split`` ("train" or "eval") pins a task to a split; tasks without it are
+    split by a hash of their id (see :class:`~opd.envs.splits.TaskSplit`).
 
     ``sample`` draws uniformly with the generator it is given, so a seeded env
     sees the same task sequence every time.
@@ -127,8 +152,16 @@ class JsonlTasks:
                     continue
                 try:
                     row = json.loads(line)
-                    tasks.append(Task(id=str(row["id"]), prompt=row["prompt"], answer=row.get("answer"), data=row.get("data", {})))
-                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                    tasks.append(
+                        Task(
+                            id=str(row["id"]),
+                            prompt=row["prompt"],
+                            answer=row.get("answer"),
+                            data=row.get("data", {}),
+                            split=row.get("split"),
+                        )
+                    )
+                except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:
                     raise ConfigError(
                         f"{self.path}:{number}: expected a JSON object with 'id' and 'prompt' ({exc.__class__.__name__}: {exc})."
                     ) from exc
