@@ -14,6 +14,7 @@ from opd.agents import replay_episode
 from opd.cli.render import console, describe_usage, fail
 from opd.errors import OpdError
 from opd.trajectories import ANNOTATION_KINDS, DEFAULT_STORE, Episode, EpisodeFilter, TrajectoryStore, default_store_location, sum_usage
+from opd.trajectories.conversations import follow_up, turn_verdict
 from opd.trajectories.inspection import step_divergence
 from opd.trajectories.jsonl import read_jsonl, write_jsonl
 
@@ -90,9 +91,16 @@ def show(episode_id: str, store: str = StoreOption) -> None:
     for step in episode.steps:
         console.rule(f"step {step.index}", style="dim")
         console.print(f"[bold cyan]action[/] {escape(step.action)}")
-        style = "red" if step.error_kind else "green"
-        label = f"error ({step.error_kind})" if step.error_kind else "observation"
-        console.print(f"[{style}]{label}[/] {escape(step.observation)}")
+        if (verdict := turn_verdict(step)) is not None:
+            turn = int(verdict.get("user_turn", 0)) + 1
+            grade = f"reward {verdict['reward']:.2f} success {verdict['success']} {escape(verdict['reason'])}"
+            console.print(f"[bold]user turn {turn} graded[/]: {grade}")
+        if (posed := follow_up(step)) is not None:
+            console.print(f"[bold yellow]user (turn {posed[0] + 1})[/] {escape(posed[1])}")
+        else:
+            style = "red" if step.error_kind else "green"
+            label = f"error ({step.error_kind})" if step.error_kind else "observation"
+            console.print(f"[{style}]{label}[/] {escape(step.observation)}")
         if step.reward:
             console.print(f"[bold]reward {step.reward:.2f}[/]")
         for (index, teacher), critique in sorted(critiques.items()):

@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from opd.envs.conversation import ConversationVerifier, ScriptedUser, User, mean_of_turns
 from opd.envs.sandbox import Sandbox
 from opd.envs.splits import SPLITS, SplitTasks, TaskSplit
 from opd.envs.tool_calls import FinalAnswer, ToolCalls
@@ -41,6 +42,7 @@ class Task:
     answer: Any = None
     data: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # suite-specific (e.g. records to look up)
     split: str | None = None  # "train" or "eval" when the task set assigns it explicitly; else its id's hash decides (TaskSplit)
+    follow_ups: tuple[str, ...] = ()  # later user turns of a conversation, posed one by one after each final answer
 
     def __post_init__(self) -> None:
         if self.split not in (None, "train", "eval"):
@@ -97,6 +99,8 @@ class ToolSuite:
     # How tasks divide into train and eval. None: a generated task source is kept apart by seed ranges, a fixed
     # one (a JsonlTasks) is split 80/20 by id hash; set it to split a generated suite by task id too.
     split: TaskSplit | None = None
+    user: User = ScriptedUser()  # poses each follow-up user turn (default: the task's follow_ups); see opd.envs.conversation
+    verify_conversation: ConversationVerifier = mean_of_turns  # grades the whole conversation from each turn's Verdict
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.tools]
@@ -127,7 +131,7 @@ class ToolSuite:
 
 
 class JsonlTasks:
-    """Tasks from a JSONL file, one object per line: ``{"id", "prompt", "answer", "data"?, "split"?}``.
+    """Tasks from a JSONL file, one object per line: ``{"id", "prompt", "answer", "data"?, "split"?, "follow_ups"?}``.
 
     ``split`` ("train" or "eval") pins a task to a split; tasks without it are
     split by a hash of their id (see :class:`~opd.envs.splits.TaskSplit`).
@@ -159,6 +163,7 @@ class JsonlTasks:
                             answer=row.get("answer"),
                             data=row.get("data", {}),
                             split=row.get("split"),
+                            follow_ups=tuple(row.get("follow_ups", ())),
                         )
                     )
                 except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:

@@ -41,13 +41,15 @@ class ToolContext:
     ``state`` is a fresh mutable dict per episode, created by the suite's
     ``init_state`` hook: the place for a stateful suite's records. ``limits``
     are the env's per-call limits, for tools that run commands with
-    ``sandbox.exec(argv, ctx.limits)``.
+    ``sandbox.exec(argv, ctx.limits)``. ``user_turn`` counts the user turns of a
+    conversation before the current one (0 for the first; see opd.envs.conversation).
     """
 
     task: Task
     state: dict[str, Any]
     sandbox: Sandbox
     limits: ExecLimits = ExecLimits()
+    user_turn: int = 0
 
 
 class ToolArgumentError(Exception):
