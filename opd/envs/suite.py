@@ -101,6 +101,7 @@ class ToolSuite:
     split: TaskSplit | None = None
     user: User = ScriptedUser()  # poses each follow-up user turn (default: the task's follow_ups); see opd.envs.conversation
     verify_conversation: ConversationVerifier = mean_of_turns  # grades the whole conversation from each turn's Verdict
+    close: Callable[[], None] | None = None  # releases what the suite holds (e.g. an MCP connection) when its env closes
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.tools]

@@ -189,6 +189,8 @@ class ToolEnv(gym.Env[str, str]):
         return "\n".join(self._transcript) if self.render_mode == "ansi" else None
 
     def close(self) -> None:
+        if self.suite.close is not None:
+            self.suite.close()
         if self._owns_sandbox:
             self.sandbox.close()
         super().close()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 from transformers.utils.chat_template_utils import get_json_schema
 
+from opd.envs.argument_types import lenient_ints
 from opd.envs.sandbox import ExecLimits
 from opd.errors import ConfigError
 
@@ -139,7 +140,7 @@ def _build_tool(fn: Callable[..., Any], name: str) -> Tool:
         if param.name == context_param:
             continue
         default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[param.name] = (hints[param.name], default)
+        fields[param.name] = (lenient_ints(hints[param.name]), default)  # 2.0 is accepted as the int 2
     model = pydantic.create_model(
         f"{name}_arguments",
         __config__=pydantic.ConfigDict(extra="forbid", strict=True, arbitrary_types_allowed=True),
