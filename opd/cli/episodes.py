@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -51,12 +53,17 @@ def list_episodes(
     limit: int = typer.Option(50, min=1, help="At most this many rows."),
     offset: int = typer.Option(0, min=0, help="Skip this many rows (newest first)."),
     wide: bool = typer.Option(False, "--wide", "-w", help="Also show the run and the policy model."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per episode (full ids), for scripts."),
 ) -> None:
     """List episodes, newest first."""
     with open_store(store) as trajectories:
         where = build_filter(run, suite, success, annotated)
         total = trajectories.count_episodes(where)
         rows = trajectories.list_episodes(where, limit=limit, offset=offset)
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps({**dataclasses.asdict(row), "created_at": str(row.created_at)}))
+        return
     table = Table(
         title=f"{len(rows)} of {total} episodes (newest first)", box=box.SIMPLE_HEAD, pad_edge=False, padding=0, collapse_padding=True
     )

@@ -68,10 +68,12 @@ def play(
     option: list[str] = SUITE_OPTION,
     split: str = typer.Option("all", help="Task split to play: train, eval or all."),
     store: str = typer.Option(None, "--store", "-s", help="Also write the episodes to this trajectory store."),
+    tokenizer: str = typer.Option(
+        None, "--tokenizer", "-t", help="Record tokens for this model's tokenizer and chat template, so the episodes can be trained on."
+    ),
 ) -> None:
     """Play a suite's scripted expert through its env and print every turn."""
     from opd import __version__
-    from opd.agents import expert_episode
     from opd.cli.render import show_turn
     from opd.envs import ToolEnv
     from opd.trajectories import Run, TrajectoryStore
@@ -83,7 +85,8 @@ def play(
     except OpdError as exc:
         fail(str(exc))
     run = Run(name=f"expert: {name}", config={"suite": name, **options, "episodes": episodes, "seed": seed}, code_version=__version__)
-    played = [expert_episode(env, seed + i, run_id=run.id, suite_options=options) for i in range(episodes)]
+    record = expert_recorder(tokenizer)
+    played = [record(env, seed + i, run_id=run.id, suite_options=options) for i in range(episodes)]
     env.close()
     for episode in played:
         console.rule(f"{name} - task {episode.task_id} (seed {episode.seed})", style="dim")
@@ -96,4 +99,25 @@ def play(
         with TrajectoryStore(store) as trajectories:
             trajectories.add_run(run)
             trajectories.write_episodes(played)
-        console.print(f"stored {episodes} episodes in {store}")
+        tokens = f"tokenized for {tokenizer}" if tokenizer else "text only (pass --tokenizer MODEL to record tokens to train on)"
+        console.print(f"stored {episodes} episodes in {store}, {tokens}")
+
+
+def expert_recorder(tokenizer: str | None):
+    """How to record an expert episode: text only, or with the tokens ``tokenizer``'s model would have written."""
+    from opd.agents import expert_episode
+
+    if tokenizer is None:
+        return expert_episode
+    import functools
+
+    from transformers import AutoTokenizer
+
+    from opd.agents.chat_tokens import ChatTokens
+    from opd.agents.rollout import expert_demonstration
+
+    try:
+        chat = ChatTokens(AutoTokenizer.from_pretrained(tokenizer))
+    except (OSError, ValueError) as exc:
+        fail(f"Cannot load the tokenizer of {tokenizer!r}: {exc}")
+    return functools.partial(expert_demonstration, chat)

@@ -43,6 +43,7 @@ class Task:
     data: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # suite-specific (e.g. records to look up)
     split: str | None = None  # "train" or "eval" when the task set assigns it explicitly; else its id's hash decides (TaskSplit)
     follow_ups: tuple[str, ...] = ()  # later user turns of a conversation, posed one by one after each final answer
+    tools: tuple[str, ...] | None = None  # the names of the suite's tools this task offers; None: all of them
 
     def __post_init__(self) -> None:
         if self.split not in (None, "train", "eval"):
@@ -113,6 +114,17 @@ class ToolSuite:
     def tool(self, name: str) -> Tool | None:
         return next((t for t in self.tools if t.name == name), None)
 
+    def tools_for(self, task: Task) -> tuple[Tool, ...]:
+        """The tools ``task`` offers: all of the suite's, or the subset it names (in the suite's order)."""
+        if task.tools is None:
+            return self.tools
+        unknown = sorted(set(task.tools) - {t.name for t in self.tools})
+        if unknown:
+            raise ConfigError(
+                f"Task {task.id!r} names tools {unknown} that suite {self.name!r} does not have: {[t.name for t in self.tools]}."
+            )
+        return tuple(t for t in self.tools if t.name in task.tools)
+
     @property
     def splits_tasks(self) -> bool:
         """Whether training should draw from the train split and evaluation from the eval split by default."""
@@ -132,7 +144,7 @@ class ToolSuite:
 
 
 class JsonlTasks:
-    """Tasks from a JSONL file, one object per line: ``{"id", "prompt", "answer", "data"?, "split"?, "follow_ups"?}``.
+    """Tasks from a JSONL file, one object per line: ``{"id", "prompt", "answer", "data"?, "split"?, "follow_ups"?, "tools"?}``.
 
     ``split`` ("train" or "eval") pins a task to a split; tasks without it are
     split by a hash of their id (see :class:`~opd.envs.splits.TaskSplit`).
@@ -165,6 +177,7 @@ class JsonlTasks:
                             data=row.get("data", {}),
                             split=row.get("split"),
                             follow_ups=tuple(row.get("follow_ups", ())),
+                            tools=tuple(row["tools"]) if row.get("tools") is not None else None,
                         )
                     )
                 except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:

@@ -30,7 +30,7 @@ from opd.envs.sandbox import ExecLimits, ExecResult, LocalSandbox, Sandbox, Tool
 from opd.envs.spaces import UnicodeText
 from opd.envs.suite import Task, ToolSuite, Verdict
 from opd.envs.tool_calls import FinalAnswer, HermesFormat, ParseError, ToolCall, ToolCallFormat, ToolCalls, decode_action
-from opd.envs.tools import ToolContext
+from opd.envs.tools import Tool, ToolContext
 from opd.errors import ConfigError, EpisodeStateError, IsolationRequiredError
 
 __all__ = ["ErrorKind", "StepTimings", "ToolEnv"]
@@ -124,6 +124,7 @@ class ToolEnv(gym.Env[str, str]):
         self._errors: collections.Counter[str] = collections.Counter()
         self._answers: list[str] = []  # final answers, one per user turn so far
         self._verdicts: list[Verdict] = []  # the verifier's grade of each
+        self._tools: tuple[Tool, ...] = self.suite.tools  # the current task's tools
         self._transcript: list[str] = []
 
     @property
@@ -149,7 +150,8 @@ class ToolEnv(gym.Env[str, str]):
             {"role": "system", "content": self.suite.system_prompt},
             {"role": "user", "content": task.prompt},
         ]
-        info = {"task_id": task.id, "suite": self.suite.name, "turn": 0, "tools": self.suite.tool_schemas, "messages": messages}
+        self._tools = self.suite.tools_for(task)
+        info = {"task_id": task.id, "suite": self.suite.name, "turn": 0, "tools": [t.schema for t in self._tools], "messages": messages}
         return task.prompt, info
 
     def step(self, action: str | bytes) -> tuple[str, float, bool, bool, dict[str, Any]]:
@@ -201,7 +203,7 @@ class ToolEnv(gym.Env[str, str]):
         for call in parsed.calls:
             result = self._run_call(call)
             if result.status != ToolStatus.OK:
-                kind = ErrorKind.UNKNOWN_TOOL if self.suite.tool(call.name) is None else _STATUS_TO_ERROR[result.status]
+                kind = ErrorKind.UNKNOWN_TOOL if self._tool(call.name) is None else _STATUS_TO_ERROR[result.status]
                 self._record_error(info, kind)
             info["tool_calls"].append(call.to_dict())
             info["tool_results"].append(
@@ -214,11 +216,15 @@ class ToolEnv(gym.Env[str, str]):
 
     def _run_call(self, call: ToolCall) -> ExecResult:
         assert self._context is not None
-        tool = self.suite.tool(call.name)
+        tool = self._tool(call.name)
         if tool is None:
-            known = ", ".join(t.name for t in self.suite.tools)
+            known = ", ".join(t.name for t in self._tools)
             return ExecResult(f"Error: there is no tool named {call.name!r}. Available tools: {known}.", ToolStatus.TOOL_ERROR)
         return self.sandbox.call(tool, call.arguments, self._context, self.limits)
+
+    def _tool(self, name: str) -> Tool | None:
+        """The tool ``name`` if this task offers it (a task may offer a subset of the suite's tools)."""
+        return next((t for t in self._tools if t.name == name), None)
 
     def _answer(self, answer: str, info: dict[str, Any]) -> tuple[str, float, bool, list[dict[str, Any]]]:
         """Grade the answer to the current user turn; then pose the next turn, or end and grade the whole conversation."""
