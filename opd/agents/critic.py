@@ -268,14 +268,7 @@ class BlackBoxTeacher:
         return request
 
     def _credentials(self) -> dict[str, str]:
-        if self.config.api_key_env:
-            key = os.environ.get(self.config.api_key_env)
-            if not key:
-                raise ConfigError(f"The critic's key variable {self.config.api_key_env} is not set in the environment.")
-            return {"api_key": key}
-        if self.config.api_base and self.config.model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
-            return {"api_key": "no-key"}  # a self-hosted OpenAI-compatible server usually wants none, but the client insists on one
-        return {}
+        return api_credentials(self.config.model, self.config.api_base, self.config.api_key_env, who="critic")
 
     def _uncertainty(self, scores: list[float], distributions: list[dict[int, float] | None]) -> float | None:
         half_range = (self.config.score_max - self.config.score_min) / 2
@@ -286,6 +279,18 @@ class BlackBoxTeacher:
             entropy = -sum(p * math.log(p) for p in distributions[0].values() if p > 0)
             return entropy / math.log(self.config.score_max - self.config.score_min + 1)
         return None
+
+
+def api_credentials(model: str, api_base: str | None, api_key_env: str | None, *, who: str) -> dict[str, str]:
+    """The key to send: from ``api_key_env`` if named (never stored), a placeholder for a keyless self-hosted server, else litellm's own."""
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise ConfigError(f"The {who}'s key variable {api_key_env} is not set in the environment.")
+        return {"api_key": key}
+    if api_base and model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
+        return {"api_key": "no-key"}  # a self-hosted OpenAI-compatible server usually wants none, but the client insists on one
+    return {}
 
 
 def _mean(distribution: dict[int, float]) -> float:

@@ -16,7 +16,7 @@ from opd.agents import replay_episode
 from opd.cli.render import console, describe_usage, fail
 from opd.errors import OpdError
 from opd.trajectories import ANNOTATION_KINDS, DEFAULT_STORE, Episode, EpisodeFilter, TrajectoryStore, default_store_location, sum_usage
-from opd.trajectories.conversations import follow_up, turn_verdict
+from opd.trajectories.conversations import follow_up, follow_up_usage, turn_verdict
 from opd.trajectories.inspection import step_divergence
 from opd.trajectories.jsonl import read_jsonl, write_jsonl
 
@@ -104,6 +104,8 @@ def show(episode_id: str, store: str = StoreOption) -> None:
             console.print(f"[bold]user turn {turn} graded[/]: {grade}")
         if (posed := follow_up(step)) is not None:
             console.print(f"[bold yellow]user (turn {posed[0] + 1})[/] {escape(posed[1])}")
+            if usage := follow_up_usage(step):
+                console.print(f"  [dim]simulated user: {describe_usage(usage)}[/]")
         else:
             style = "red" if step.error_kind else "green"
             label = f"error ({step.error_kind})" if step.error_kind else "observation"

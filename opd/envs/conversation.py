@@ -12,8 +12,8 @@ The next user message comes from a :class:`User`:
 - :class:`ScriptedUser` (the default): the task's own ``follow_ups``;
 - :class:`StateUser`: a function of the task, the episode's state and the
   verdicts so far (e.g. "the order went through; now ..." or a correction);
-- a simulated user through litellm, in ``opd.agents.simulated_user`` (a model
-  given the user's goal), when installed by the suite.
+- :class:`opd.agents.simulated_user.SimulatedUser`: any chat model through
+  litellm, given the user's goal, its replies cached and costed like the critic's.
 
 For the policy a follow-up is one more observation, rendered by the chat
 template as a ``user`` message: its tokens are context, never policy tokens,
@@ -23,30 +23,56 @@ so no loss ever trains on them (the token-in, token-out record keeps the mask).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from opd.envs.suite import Task, Verdict
     from opd.envs.tools import ToolContext
 
-__all__ = ["ConversationVerifier", "ScriptedUser", "StateUser", "User", "mean_of_turns", "user_turn_message"]
+__all__ = [
+    "Conversation",
+    "ConversationVerifier",
+    "ScriptedUser",
+    "StateUser",
+    "User",
+    "UserReply",
+    "mean_of_turns",
+    "user_turn_message",
+]
 
 USER_TURN_KEY = "user_turn"  # marks a follow-up user message (in info["messages"] and stored step messages)
 
 
+@dataclasses.dataclass(frozen=True)
+class Conversation:
+    """The conversation so far, as a user sees it: what was asked, what the agent answered, how each answer was graded."""
+
+    questions: tuple[str, ...]  # the user's messages: the task's prompt, then each follow-up
+    answers: tuple[str, ...]  # the agent's final answers, one per question so far
+    verdicts: tuple[Verdict, ...]  # the verifier's grade of each answer
+
+
+@dataclasses.dataclass(frozen=True)
+class UserReply:
+    """A follow-up with what it cost to produce (a simulated user's model call), kept with the stored message."""
+
+    text: str
+    usage: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # calls, cached, prompt/completion tokens, cost_usd
+
+
 @runtime_checkable
 class User(Protocol):
-    """Poses the next user message of a conversation, or None when the user is satisfied (the episode ends)."""
+    """Poses the next user message of a conversation, or None when the user is done (the episode ends)."""
 
-    def next_message(self, task: Task, answers: Sequence[str], verdicts: Sequence[Verdict], ctx: ToolContext) -> str | None: ...
+    def next_message(self, task: Task, conversation: Conversation, ctx: ToolContext) -> str | UserReply | None: ...
 
 
 class ScriptedUser:
     """The follow-ups written in the task: ``task.follow_ups[k - 1]`` after the agent's k-th answer."""
 
-    def next_message(self, task: Task, answers: Sequence[str], verdicts: Sequence[Verdict], ctx: ToolContext) -> str | None:
-        turn = len(answers) - 1
+    def next_message(self, task: Task, conversation: Conversation, ctx: ToolContext) -> str | None:
+        turn = len(conversation.answers) - 1
         return task.follow_ups[turn] if turn < len(task.follow_ups) else None
 
 
@@ -62,8 +88,8 @@ class StateUser:
     fn: Callable[[Task, ToolContext, Sequence[Verdict]], str | None]
     max_turns: int = 8  # user turns at most, whatever fn says: a conversation always ends
 
-    def next_message(self, task: Task, answers: Sequence[str], verdicts: Sequence[Verdict], ctx: ToolContext) -> str | None:
-        return None if len(answers) >= self.max_turns else self.fn(task, ctx, verdicts)
+    def next_message(self, task: Task, conversation: Conversation, ctx: ToolContext) -> str | None:
+        return None if len(conversation.answers) >= self.max_turns else self.fn(task, ctx, conversation.verdicts)
 
 
 ConversationVerifier = Callable[["Task", Sequence["Verdict"], "ToolContext"], "Verdict"]
@@ -79,6 +105,8 @@ def mean_of_turns(task: Task, verdicts: Sequence[Verdict], ctx: ToolContext) -> 
     return Verdict(sum(v.reward for v in verdicts) / len(verdicts), all(v.success for v in verdicts), reasons)
 
 
-def user_turn_message(text: str, turn: int) -> dict[str, Any]:
-    """The chat message of follow-up ``turn`` (1 = the second user turn); the extra key is ignored by chat templates."""
-    return {"role": "user", "content": text, USER_TURN_KEY: turn}
+def user_turn_message(reply: str | UserReply, turn: int) -> dict[str, Any]:
+    """The chat message of follow-up ``turn`` (1 = the second user turn); chat templates ignore the extra keys."""
+    if isinstance(reply, UserReply):
+        return {"role": "user", "content": reply.text, USER_TURN_KEY: turn, "usage": dict(reply.usage)}
+    return {"role": "user", "content": reply, USER_TURN_KEY: turn}

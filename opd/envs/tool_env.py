@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 
-from opd.envs.conversation import user_turn_message
+from opd.envs.conversation import Conversation, user_turn_message
 from opd.envs.registry import make_suite
 from opd.envs.sandbox import ExecLimits, ExecResult, LocalSandbox, Sandbox, ToolStatus
 from opd.envs.spaces import UnicodeText
@@ -122,6 +122,7 @@ class ToolEnv(gym.Env[str, str]):
         self._turn = 0
         self._done = True
         self._errors: collections.Counter[str] = collections.Counter()
+        self._questions: list[str] = []  # the user's messages so far: the prompt, then each follow-up
         self._answers: list[str] = []  # final answers, one per user turn so far
         self._verdicts: list[Verdict] = []  # the verifier's grade of each
         self._tools: tuple[Tool, ...] = self.suite.tools  # the current task's tools
@@ -143,6 +144,7 @@ class ToolEnv(gym.Env[str, str]):
         self._turn = 0
         self._done = False
         self._errors = collections.Counter()
+        self._questions = [task.prompt]
         self._answers = []
         self._verdicts = []
         self._transcript = [f"[task {task.id}] {task.prompt}"]
@@ -234,13 +236,16 @@ class ToolEnv(gym.Env[str, str]):
         self._answers.append(answer)
         self._verdicts.append(verdict)
         info["turn_verdict"] = {"user_turn": context.user_turn, **_verdict_dict(verdict)}
-        follow_up = self.suite.user.next_message(self._task, tuple(self._answers), tuple(self._verdicts), context)
+        conversation = Conversation(tuple(self._questions), tuple(self._answers), tuple(self._verdicts))
+        follow_up = self.suite.user.next_message(self._task, conversation, context)
         if follow_up is None:
             whole = _checked(self.suite.verify_conversation(self._task, tuple(self._verdicts), context), self.suite.name)
             info["verdict"] = _verdict_dict(whole)
             return f"Final answer recorded. {whole.reason}".strip(), whole.reward, True, []
         self._context = dataclasses.replace(context, user_turn=context.user_turn + 1)
-        return follow_up, 0.0, False, [user_turn_message(follow_up, context.user_turn + 1)]
+        message = user_turn_message(follow_up, context.user_turn + 1)
+        self._questions.append(message["content"])
+        return message["content"], 0.0, False, [message]
 
     def _record_error(self, info: dict[str, Any], kind: str) -> None:
         self._errors[kind] += 1

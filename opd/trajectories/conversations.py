@@ -14,17 +14,25 @@ from typing import Any
 
 from opd.trajectories.records import Episode, Step
 
-__all__ = ["follow_up", "turn_verdict", "user_turn_count"]
+__all__ = ["follow_up", "follow_up_usage", "turn_verdict", "user_turn_count"]
 
 _USER_TURN = "user_turn"  # the key opd.envs.conversation writes (envs and trajectories do not import each other)
 
 
 def follow_up(step: Step) -> tuple[int, str] | None:
     """``(turn, message)`` when the env answered this step with the next user turn (turn 1 = the second user message)."""
-    for message in step.messages[1:]:
-        if message.get("role") == "user" and _USER_TURN in message:
-            return int(message[_USER_TURN]), str(message.get("content", ""))
-    return None
+    message = _follow_up_message(step)
+    return None if message is None else (int(message[_USER_TURN]), str(message.get("content", "")))
+
+
+def follow_up_usage(step: Step) -> Mapping[str, Any] | None:
+    """What producing the follow-up cost, when a simulated user (a model) wrote it."""
+    message = _follow_up_message(step)
+    return None if message is None else message.get("usage")
+
+
+def _follow_up_message(step: Step) -> Mapping[str, Any] | None:
+    return next((m for m in step.messages[1:] if m.get("role") == "user" and _USER_TURN in m), None)
 
 
 def turn_verdict(step: Step) -> Mapping[str, Any] | None:
