@@ -7,7 +7,7 @@ import logging
 import typer
 
 from opd import __version__
-from opd.cli import demo, episodes, sandbox, suites, train, view
+from opd.cli import bootstrap, demo, episodes, sandbox, suites, train, view
 from opd.cli.options import load_suite_modules
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command("demo")(demo.demo)
+app.command("bootstrap")(bootstrap.bootstrap)
 app.command("train")(train.train_command)
 app.command("eval")(train.eval_command)
 app.command("view")(view.view)
