@@ -89,3 +89,26 @@ def test_the_viewer_shows_the_follow_up_and_each_turns_grade(demonstrations, tmp
     posed = [s["follow_up"] for s in steps if s["follow_up"]]
     graded = [s["turn_verdict"]["user_turn"] for s in steps if s["turn_verdict"]]
     assert len(posed) == 1 and posed[0][0] == 1 and posed[0][1].startswith("Now restock") and graded == [0, 1]
+
+
+def test_a_policy_rollout_answers_and_gets_the_follow_up_as_context(chat_policy) -> None:
+    from opd.agents import replay_episode
+    from opd.agents.policy import SamplingConfig
+    from opd.agents.rollout import collect_episodes
+
+    envs = [ToolEnv("inventory", max_turns=4, **OPTIONS) for _ in range(6)]
+    played = collect_episodes(
+        chat_policy, envs, list(range(6)), run_id="r" * 32, sampling=SamplingConfig(max_new_tokens=8),
+        generator=torch.Generator().manual_seed(0), suite_options=OPTIONS,
+    )  # fmt: skip
+    followed = [e for e in played if user_turn_count(e) == 2]
+    assert followed, "an untrained policy's plain text is a final answer, so the user follows up"
+    answered_again = 0
+    for episode in followed:
+        (asked,) = [s for s in episode.steps if follow_up(s) is not None]
+        if asked.index + 1 < len(episode.steps):  # the policy wrote again, conditioned on the follow-up
+            nxt = episode.steps[asked.index + 1]
+            assert "user Now restock" in chat_policy.tokenizer.decode(nxt.token_ids[~nxt.policy_mask].tolist())
+            answered_again += 1
+        assert replay_episode(episode).identical
+    assert answered_again
