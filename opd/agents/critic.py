@@ -42,6 +42,7 @@ from typing import Any
 from opd.agents.response_cache import ResponseCache
 from opd.errors import ConfigError
 from opd.trajectories import Annotations, Episode, StepCritique
+from opd.trajectories.conversations import follow_up
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price table at import
 import litellm  # noqa: E402
@@ -114,7 +115,8 @@ def critique_messages(episode: Episode, step_index: int, config: CriticConfig) -
     task = "\n".join(f"[{m['role']}] {m['content']}" for m in episode.initial_messages if m.get("content"))
     lines = [f"TASK\n{task}", "EPISODE SO FAR"]
     for step in episode.steps[:step_index]:
-        lines.append(f"[agent step {step.index}] {step.action}\n[tools returned] {step.observation}")
+        source = "user follows up" if follow_up(step) is not None else "tools returned"  # a conversation's next user turn
+        lines.append(f"[agent step {step.index}] {step.action}\n[{source}] {step.observation}")
     if step_index == 0:
         lines.append("(nothing yet: this is the first step)")
     step = episode.steps[step_index]
