@@ -112,3 +112,24 @@ def test_a_policy_rollout_answers_and_gets_the_follow_up_as_context(chat_policy)
             answered_again += 1
         assert replay_episode(episode).identical
     assert answered_again
+
+
+@pytest.mark.slow
+def test_the_training_loop_trains_on_two_turn_conversations(chat_policy, tmp_path: Path) -> None:
+    from opd.agents.policy import SamplingConfig
+    from opd.distill.config import TrainConfig
+    from opd.distill.train import train
+
+    model = str(chat_policy.tokenizer.name_or_path)
+    result = train(
+        TrainConfig(
+            student=model, teacher=model, suite="inventory", suite_options=OPTIONS, max_turns=4, store=str(tmp_path / "s.db"),
+            output_dir=str(tmp_path / "out"), updates=2, episodes_per_update=4, eval_every=0, eval_episodes=2, checkpoint_every=0,
+            teacher_k=4, sampling=SamplingConfig(max_new_tokens=8), tensorboard=False,
+        )
+    )  # fmt: skip
+    with TrajectoryStore(tmp_path / "s.db", create=False) as store:
+        episodes = [e for batch in store.iter_episodes() for e in batch]
+    two_turn = [e for e in episodes if user_turn_count(e) == 2]
+    assert result.updates == 2 and result.skipped_updates == 0 and two_turn
+    assert result.labelled_tokens == sum(int(e.policy_mask.sum()) for e in episodes)  # the teacher labelled policy tokens only
