@@ -84,12 +84,14 @@ def test_suites_list_train_under_torchrun_and_eval(workspace: Path) -> None:
     assert "done: 2 updates" in trained
 
     with TrajectoryStore(workspace / "run" / "store.db", create=False) as store:
-        (run,) = store.runs()
+        (run,) = [r for r in store.runs() if "splits" in r.config]  # the training run (evaluations may be runs of their own)
         trained_ids = {e.task_id for batch in store.iter_episodes(EpisodeFilter(run_id=run.id)) for e in batch}
         assert run.config["splits"] == {"train": "train", "eval": "eval"} and run.config["world_size"] == 2
+        evaluated = {e.task_id for r in store.runs() if r.id != run.id for b in store.iter_episodes(EpisodeFilter(run_id=r.id)) for e in b}
     suite = make_suite_from(workspace)
     eval_ids = {t.id for t in suite.tasks.tasks if TaskSplit().split_of(t) == "eval"}
     assert len(trained_ids) >= 4 and eval_ids and not trained_ids & eval_ids
+    assert evaluated <= eval_ids  # stored evaluation episodes, where there are any, come from the eval split only
 
     checkpoint = workspace / "run" / "out" / "checkpoints" / "update-0000002" / "model"
     result = opd(
