@@ -16,7 +16,7 @@ from typing import Any, Literal, Union
 import pydantic
 
 from opd.envs.argument_types import Integral
-from opd.envs.tools import Tool, _build_tool
+from opd.envs.tools import Tool, tool
 from opd.errors import ConfigError
 
 __all__ = ["CONTEXT_ARGUMENT", "tool_from_schema", "tools_from_object"]
@@ -82,7 +82,7 @@ def tools_from_object(obj: object, names: Sequence[str] | None = None) -> tuple[
         method = getattr(obj, method_name, None)
         if not callable(method):
             raise ConfigError(f"{type(obj).__name__} has no method {method_name!r}.")
-        tools.append(_build_tool(method, method_name))
+        tools.append(tool(method, name=method_name))
     if not tools:
         raise ConfigError(f"{type(obj).__name__} has no public methods to turn into tools.")
     return tuple(tools)
