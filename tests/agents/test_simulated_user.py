@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,27 @@ def test_a_user_model_that_cannot_answer_fails_the_episode_with_the_reason() -> 
         env.reset(seed=0)
         with pytest.raises(SandboxError, match="simulated user 'openai/user-sim' gave no reply after 2 attempts"):
             env.step("5")
+
+
+def test_episodes_show_prints_what_each_simulated_follow_up_cost(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from opd.agents import expert_episode
+    from opd.cli.app import app
+    from opd.envs import FinalAnswer
+    from opd.trajectories import Run, TrajectoryStore
+
+    class Answers:  # a scripted agent: the right answer to each user turn
+        def act(self, task, history, rng):
+            return FinalAnswer("10" if history else "5")
+
+    app_, _ = chat_app(constant_judge(), speaker=speaker)
+    with serve(app_) as base:
+        user = SimulatedUser(SimulatedUserConfig(model="openai/user-sim", api_base=base))
+        played = expert_episode(ToolEnv(dataclasses.replace(suite(user), expert=Answers())), 0, run_id="r" * 32)
+    with TrajectoryStore(tmp_path / "s.db") as store:
+        store.add_run(Run(id="r" * 32))
+        store.write_episode(played)
+    shown = CliRunner().invoke(app, ["episodes", "show", played.id, "--store", str(tmp_path / "s.db")], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "user (turn 2) Now double it." in shown.output and "simulated user: 1 calls + 0 cached" in shown.output
