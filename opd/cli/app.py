@@ -7,8 +7,9 @@ import logging
 import typer
 
 from opd import __version__
-from opd.cli import bootstrap, demo, episodes, sandbox, suites, train, view
+from opd.cli import bootstrap, demo, episodes, evaluation, runs, sandbox, suites, train, view
 from opd.cli.options import load_suite_modules
+from opd.cli.quiet import quiet_libraries
 
 app = typer.Typer(
     name="opd",
@@ -19,9 +20,10 @@ app = typer.Typer(
 app.command("demo")(demo.demo)
 app.command("bootstrap")(bootstrap.bootstrap)
 app.command("train")(train.train_command)
-app.command("eval")(train.eval_command)
+app.command("eval")(evaluation.eval_command)
 app.command("view")(view.view)
 app.add_typer(suites.app, name="suites")
+app.add_typer(runs.app, name="runs")
 app.add_typer(episodes.app, name="episodes")
 app.add_typer(sandbox.app, name="sandbox")
 
@@ -34,12 +36,14 @@ def version() -> None:
 
 @app.callback()
 def configure(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages (and let libraries speak)."),
     imports: list[str] = typer.Option(
         [], "--import", "-I", help="Import a suite module or file first (repeatable), e.g. -I shop_suites or -I suites/shop.py."
     ),
 ) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        quiet_libraries()
     if imports:
         load_suite_modules(imports)
 

@@ -9,7 +9,6 @@ from rich.table import Table
 
 from opd.cli.options import SUITE_OPTION, default_split, parse_options
 from opd.cli.render import console, fail
-from opd.envs import gym_id, make_suite, suite_names
 from opd.errors import OpdError
 
 app = typer.Typer(help="Inspect the registered tool suites.", no_args_is_help=True)
@@ -18,6 +17,8 @@ app = typer.Typer(help="Inspect the registered tool suites.", no_args_is_help=Tr
 @app.command("list")
 def list_suites() -> None:
     """List every registered suite with its Gymnasium id and tools."""
+    from opd.envs import gym_id, make_suite, suite_names  # here, not at the top: `opd --help` need not load the suites
+
     table = Table()
     table.add_column("suite", no_wrap=True)
     table.add_column("gymnasium id", no_wrap=True)  # never cut: users copy it into gymnasium.make
@@ -48,6 +49,8 @@ def show(
 ) -> None:
     """Print a suite's tool schemas (what the model sees) and one sample task."""
     import numpy as np
+
+    from opd.envs import make_suite
 
     options = {**parse_options(option), **({"difficulty": difficulty} if difficulty else {})}
     try:

@@ -26,7 +26,7 @@ from transformers.utils.chat_template_utils import get_json_schema
 
 from opd.envs.argument_types import lenient_ints
 from opd.envs.sandbox import ExecLimits
-from opd.errors import ConfigError
+from opd.errors import ConfigError, ToolError
 
 if TYPE_CHECKING:
     from opd.envs.sandbox import Sandbox
@@ -53,7 +53,7 @@ class ToolContext:
     user_turn: int = 0
 
 
-class ToolArgumentError(Exception):
+class ToolArgumentError(ToolError):
     """The model called a tool with invalid arguments. Shown to the model, never raised out of an env."""
 
 
