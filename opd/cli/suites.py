@@ -78,19 +78,27 @@ def play(
     """Play a suite's scripted expert through its env and print every turn."""
     from opd import __version__
     from opd.cli.render import show_turn
-    from opd.envs import ToolEnv
+    from opd.envs import ToolEnv, make_suite
+    from opd.envs.lending import SandboxConfig, borrowed, open_sandboxes
     from opd.trajectories import Run, TrajectoryStore
 
     options = {**parse_options(option), **({"difficulty": difficulty} if difficulty else {})}
-    try:
-        options = {**options, **({"split": split} if default_split(name, options, split) != "all" else {})}
-        env = ToolEnv(name, **options)
-    except OpdError as exc:
-        fail(str(exc))
     run = Run(name=f"expert: {name}", config={"suite": name, **options, "episodes": episodes, "seed": seed}, code_version=__version__)
     record = expert_recorder(tokenizer)
-    played = [record(env, seed + i, run_id=run.id, suite_options=options) for i in range(episodes)]
-    env.close()
+    sandboxes = None
+    try:
+        options = {**options, **({"split": split} if default_split(name, options, split) != "all" else {})}
+        # A suite that runs code in its sandbox plays in a Docker one (compose-started, or one of our own), like opd train.
+        sandboxes = open_sandboxes(SandboxConfig(size=1), make_suite(name, **options))
+        with borrowed(sandboxes, 1) as (sandbox,):
+            env = ToolEnv(name, sandbox=sandbox, limits=sandboxes.limits, **options)
+            played = [record(env, seed + i, run_id=run.id, suite_options=options) for i in range(episodes)]
+            env.close()
+    except OpdError as exc:
+        fail(str(exc))
+    finally:
+        if sandboxes is not None:
+            sandboxes.close()
     for episode in played:
         console.rule(f"{name} - task {episode.task_id} (seed {episode.seed})", style="dim")
         console.print(episode.initial_messages[-1]["content"])

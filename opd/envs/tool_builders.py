@@ -61,12 +61,7 @@ def tool_from_schema(
         return fn(**arguments, **({CONTEXT_ARGUMENT: context} if with_context else {}))
 
     return Tool(
-        name=name,
-        description=description,
-        fn=call,
-        schema=schema,
-        context_param=CONTEXT_ARGUMENT if with_context else None,
-        arguments_model=model,
+        name=name, fn=call, context_param=CONTEXT_ARGUMENT if with_context else None, arguments_model=model, declared_schema=schema
     )
 
 
