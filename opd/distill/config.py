@@ -32,6 +32,7 @@ from opd.agents.self_teacher import SelfTeacherConfig
 from opd.distill.config_errors import describe_validation_error, raising_config_errors
 from opd.distill.losses import LossConfig
 from opd.distill.offline import ReplayConfig
+from opd.distill.suites import SuitesConfig, resolve_config_paths
 from opd.envs.lending import SandboxConfig
 from opd.errors import ConfigError
 
@@ -55,6 +56,7 @@ class TrainConfig:
     self_teacher: SelfTeacherConfig | None = None  # teacher-free: the student with privileged context (or its EMA) is the teacher
     suite: str = "calculator"  # a registered tool suite (`opd suites list`)
     suite_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {"difficulty": "easy"}
+    suites: SuitesConfig = SuitesConfig()  # user suite modules to import, and whether to train/evaluate on task splits
     max_turns: AtLeastOne | None = None  # turn limit per episode; None: the suite's default
     # How the models write tool calls: auto (from the student's chat template), or a name from opd.envs.CALL_FORMATS.
     tool_call_format: Literal["auto", "hermes", "llama3_json"] = "auto"
@@ -106,7 +108,8 @@ def load_config(path: str | Path, *, settings: Sequence[str] = (), **overrides: 
     """Read a YAML (.yaml/.yml) or TOML (.toml) file.
 
     ``settings`` are command-line overrides (``"loss.kind=step"``, values read as YAML) merged into
-    the file's sections; ``overrides`` replace whole top-level keys.
+    the file's sections; ``overrides`` replace whole top-level keys. Relative paths in the file are
+    relative to the file (see ``resolve_config_paths``); those of overrides to the working directory.
     """
     path = Path(path)
     if not path.is_file():
@@ -119,6 +122,7 @@ def load_config(path: str | Path, *, settings: Sequence[str] = (), **overrides: 
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of settings at the top level.")
     where = f"{path} (with {' '.join(settings)})" if settings else str(path)
+    data = resolve_config_paths(data, path.parent.resolve())
     return from_mapping(apply_overrides({**data, **overrides}, parse_overrides(settings)), where=where)
 
 

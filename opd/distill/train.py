@@ -45,6 +45,7 @@ from opd.distill.metrics import MetricsWriter
 from opd.distill.offline import StoreReplay
 from opd.distill.resume import starting_checkpoint
 from opd.distill.student_loss import student_loss
+from opd.distill.suites import task_splits
 from opd.envs import ToolEnv, make_call_format, make_suite
 from opd.envs.lending import SandboxLender, borrowed, open_sandboxes, rounds
 from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, critique_ledger
@@ -88,6 +89,7 @@ def train(
     episodes (see ``opd.distill.distributed``); rank 0 evaluates, checkpoints and
     writes metrics, and every rank returns the same result.
     """
+    config.suites.load()  # user suites, imported on every rank
     recorded = {**recorded_config(config), **({"origin": dict(origin)} if origin else {})}
     with distributed(config.device) as ctx, stop_on_signals() as stop:
         previous = ctx.main_only(lambda: starting_checkpoint(config.output_dir, recorded, resume=resume, force=force))
@@ -134,13 +136,16 @@ def _train(
     curve: list[tuple[int, int, float, float]] = []
     last_eval: tuple[int, EvalResult] | None = None
 
+    splits = task_splits(config.suite, config.suite_options, config.suites)
+
     def evaluate_student() -> EvalResult:
-        options, episodes = config.suite_options, config.eval_episodes
+        options, episodes = splits.options(config.suite_options, "eval"), config.eval_episodes
         return evaluate(student, config.suite, suite_options=options, episodes=episodes, max_turns=config.max_turns, sandboxes=sandboxes)[0]
 
     ctx.main_only(lambda: TrajectoryStore(config.store).close())  # rank 0 creates or migrates the store before the others open it
     with TrajectoryStore(config.store) as store:
-        run = Run(id=state.run_id, name=config.run_name, config={**recorded, "world_size": ctx.world_size}, code_version=__version__)
+        run_config = {**recorded, "world_size": ctx.world_size, "splits": dataclasses.asdict(splits)}
+        run = Run(id=state.run_id, name=config.run_name, config=run_config, code_version=__version__)
         ctx.main_only(lambda: store.add_run(run))  # before any rank writes an episode of it
         started = time.perf_counter() - state.wall_seconds
         source = TrajectoryStore(config.replay.store) if config.replay and config.replay.store else store
@@ -152,8 +157,8 @@ def _train(
                 break
             rng = np.random.default_rng([config.seed, update])
             offpolicy = teacher_policy is not None and rng.random() < config.offpolicy_fraction
-            player = teacher_policy if offpolicy else student
-            played = _rollout(player, config, update, state.run_id, fresh, sandboxes) if len(fresh) else []
+            player, train_options = teacher_policy if offpolicy else student, splits.options(config.suite_options, "train")
+            played = _rollout(player, config, update, state.run_id, fresh, sandboxes, train_options) if len(fresh) else []
             if replay is not None and replay.restarts:  # and episodes the student plays on from stored states
                 played += replay.restart(update, student, config.sampling, seed=config.seed, run_id=state.run_id)
             failed = [e for e in played if e.num_tokens < 2]  # a sandbox failed before the policy wrote anything
@@ -222,7 +227,8 @@ def _train(
     last = ctx.main_only(
         lambda: latest_checkpoint(checkpoints) or save_checkpoint(checkpoints, student.model, student.tokenizer, optimizer, state, recorded)
     )
-    stored = evaluation_run(final, model=str(last), label=config.run_name, evaluates_run=state.run_id, **eval_settings(config))
+    settings = {**eval_settings(config), "options": splits.options(config.suite_options, "eval")}  # the split it was measured on
+    stored = evaluation_run(final, model=str(last), label=config.run_name, evaluates_run=state.run_id, **settings)
     ctx.main_only(lambda: store_evaluation(config.store, stored))  # shown beside the run's rollout success (`opd runs list`, viewer)
     return TrainResult(state.run_id, state.update, state.labelled_tokens, state.skipped_updates, final, last, tuple(curve), usage)
 
@@ -239,7 +245,7 @@ def _preflight(student: CausalLMPolicy, teacher: WhiteBoxTeacher, config: TrainC
 
 
 def _rollout(
-    policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: str, share: range, sandboxes: SandboxLender
+    policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: str, share: range, sandboxes: SandboxLender, options: dict[str, Any]
 ) -> list[Episode]:
     """This rank's ``share`` of the update's episodes; episode ``i`` gets the same seeds whichever rank plays it.
 
@@ -255,7 +261,6 @@ def _rollout(
         seeds = [draws[i][0] for i in chunk]
         generators = [torch.Generator(policy.device).manual_seed(sampling_seeds[i]) for i in chunk]
         with borrowed(sandboxes, len(chunk)) as boxes:
-            options = config.suite_options
             envs = [ToolEnv(config.suite, max_turns=config.max_turns, sandbox=b, limits=sandboxes.limits, **options) for b in boxes]
             try:
                 played += collect_episodes(
