@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from opd.agents.chat_tokens import ChatTokens
-from opd.agents.policy import CausalLMPolicy, Generators, SamplingConfig
+from opd.agents.policy import Generators, SamplingConfig
+from opd.agents.protocols import Policy
 from opd.agents.recording import env_options, episode_from_expert, sandbox_info, step_record, writer_info
 from opd.envs import StepResult, ToolEnv, ToolEnvBatch, play_expert
 from opd.errors import SandboxError
@@ -41,7 +42,7 @@ class _Running:
 
 
 def collect_episodes(
-    policy: CausalLMPolicy,
+    policy: Policy,
     envs: Sequence[ToolEnv],
     seeds: Sequence[int],
     *,
@@ -57,7 +58,7 @@ def collect_episodes(
     depends only on its env, its seed and ``generator[i]``, not on the other envs.
     """
     batch = ToolEnvBatch(envs)
-    limit = max_context_tokens or getattr(policy.model.config, "max_position_embeddings", 1 << 30)
+    limit = max_context_tokens or policy.max_context_tokens
     running = []
     for (_, info), seed in zip(batch.reset(seeds), seeds, strict=True):
         prompt = policy.chat.prompt_ids(info["messages"], info["tools"])
@@ -114,7 +115,7 @@ def _fits(state: _Running, sampling: SamplingConfig, limit: int) -> bool:
     return len(state.context) + sampling.max_new_tokens <= limit
 
 
-def _episode(policy: CausalLMPolicy, env: ToolEnv, state: _Running, run_id: str, suite_options: Mapping[str, Any]) -> Episode:
+def _episode(policy: Policy, env: ToolEnv, state: _Running, run_id: str, suite_options: Mapping[str, Any]) -> Episode:
     verdict = state.last_info.get("verdict", {})
     termination = "failed" if state.failure else state.last_info.get("termination", "max_turns")
     return Episode(

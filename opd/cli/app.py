@@ -7,7 +7,7 @@ import logging
 import typer
 
 from opd import __version__
-from opd.cli import demo, episodes, sandbox, suites, train, view
+from opd.cli import demo, episodes, sandbox, serve, suites, train, view
 
 app = typer.Typer(
     name="opd",
@@ -19,6 +19,7 @@ app.command("demo")(demo.demo)
 app.command("train")(train.train_command)
 app.command("eval")(train.eval_command)
 app.command("view")(view.view)
+app.command("serve-teacher")(serve.serve_teacher)
 app.add_typer(suites.app, name="suites")
 app.add_typer(episodes.app, name="episodes")
 app.add_typer(sandbox.app, name="sandbox")

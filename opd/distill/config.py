@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from opd.agents.critic import CriticConfig
+from opd.agents.engines import InferenceConfig
 from opd.agents.policy import SamplingConfig
 from opd.agents.self_teacher import SelfTeacherConfig
 from opd.distill.losses import LossConfig
@@ -58,6 +59,7 @@ class TrainConfig:
     device: str = "cpu"  # cpu, or cuda: under torchrun each process takes cuda:LOCAL_RANK
     teacher_device: str | None = None  # where the white-box teacher runs, e.g. "cuda:1"; None: beside the student
     tensorboard: bool = True  # also write TensorBoard event files beside metrics.jsonl
+    inference: InferenceConfig = InferenceConfig()  # where rollouts and teacher scores run: in-process, vLLM, a served teacher
 
     def __post_init__(self) -> None:
         if self.updates < 1 or self.episodes_per_update < 1:

@@ -27,11 +27,12 @@ import torch
 
 from opd import __version__
 from opd.agents.critic import BlackBoxTeacher
+from opd.agents.engines import BuiltTeacher, build_teacher, rollout_engine
 from opd.agents.policy import CausalLMPolicy
 from opd.agents.preflight import preflight
+from opd.agents.protocols import Policy, Teacher, WeightReceiver
 from opd.agents.rollout import collect_episodes
 from opd.agents.self_teacher import SelfTeacher
-from opd.agents.teacher import WhiteBoxTeacher
 from opd.distill.batch import make_batch
 from opd.distill.checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from opd.distill.config import TrainConfig, config_to_dict
@@ -79,12 +80,17 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
     student = CausalLMPolicy.from_pretrained(str(previous / "model") if previous else config.student, device=str(ctx.device))
     student.name = config.student
     teacher_device = config.teacher_device or str(ctx.device)
-    teacher = WhiteBoxTeacher.from_pretrained(config.teacher, k=config.teacher_k, device=teacher_device) if config.teacher else None
-    teacher_policy = CausalLMPolicy(teacher.model, teacher.tokenizer, name=teacher.name) if teacher else None
-    if teacher is not None and ctx.is_main:
-        _preflight(student, teacher, config)
+    built = None
+    if config.teacher:
+        plays = config.offpolicy_fraction > 0
+        built = build_teacher(
+            config.teacher, config.inference.teacher, k=config.teacher_k, device=teacher_device, student=student.model, plays_episodes=plays
+        )
+    teacher, teacher_policy = (built.teacher, built.policy) if built else (None, None)
+    if built is not None and ctx.is_main:
+        _preflight(student, built, config)
     self_teacher = SelfTeacher(student, config.self_teacher, k=config.teacher_k) if config.self_teacher else None
-    logits_source = teacher or self_teacher  # who gives token log-probs: a white-box teacher or the student itself
+    logits_source: Teacher | None = teacher or self_teacher  # who gives token log-probs: a white-box teacher or the student itself
     critic = BlackBoxTeacher(config.critic) if config.critic else None
     model = ctx.wrap(student.model)  # gradients are all-reduced through this; rollouts use student.model directly
     optimizer = torch.optim.AdamW(student.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -99,7 +105,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
         return evaluate(student, config.suite, suite_options=options, episodes=episodes, max_turns=config.max_turns)[0]
 
     ctx.main_only(lambda: TrajectoryStore(config.store).close())  # rank 0 creates or migrates the store before the others open it
-    with TrajectoryStore(config.store) as store:
+    with TrajectoryStore(config.store) as store, rollout_engine(config.inference.student, student) as rollout_policy:
         recorded = {**config_to_dict(config), "world_size": ctx.world_size}
         run = Run(id=state.run_id, name=config.run_name, config=recorded, code_version=__version__)
         ctx.main_only(lambda: store.add_run(run))  # before any rank writes an episode of it
@@ -109,7 +115,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
                 break
             rng = np.random.default_rng([config.seed, update])
             offpolicy = teacher_policy is not None and rng.random() < config.offpolicy_fraction
-            played = _rollout(teacher_policy if offpolicy else student, config, update, state.run_id, share)
+            played = _rollout(teacher_policy if offpolicy else rollout_policy, config, update, state.run_id, share)
             failed = [e for e in played if e.num_tokens < 2]  # a sandbox failed before the policy wrote anything
             episodes = [e for e in played if e.num_tokens >= 2]
             scored_by_logits = logits_source is not None and config.loss.needs_logits and not offpolicy  # SFT on teacher episodes
@@ -122,6 +128,8 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
             values = _update(student, model, optimizer, trained_on, config, logits_source, critic, ctx)
             if self_teacher is not None and not values["skipped"]:
                 self_teacher.update()
+            if isinstance(rollout_policy, WeightReceiver) and not values["skipped"]:
+                values["rollout/weight_push_s"] = rollout_policy.push_weights(student.model)  # the next rollout is on these weights
             # Teacher-labelled tokens: student tokens the teacher scored, or tokens the teacher wrote itself.
             labelled = sum(int(e.policy_mask.sum()) for e in episodes) if (teacher and scored_by_logits) or offpolicy else 0
             counts = ctx.sum_metrics({"labelled": labelled, "rollout/failed": len(failed), **_critic_counts(episodes, critic)})
@@ -164,17 +172,17 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
     return TrainResult(state.run_id, state.update, state.labelled_tokens, state.skipped_updates, final, last, tuple(curve), usage)
 
 
-def _preflight(student: CausalLMPolicy, teacher: WhiteBoxTeacher, config: TrainConfig) -> None:
+def _preflight(student: CausalLMPolicy, teacher: BuiltTeacher, config: TrainConfig) -> None:
     """Warn before training if the teacher would score tokens the student does not mean."""
     env = ToolEnv(config.suite, max_turns=config.max_turns, **config.suite_options)
     texts = [env.reset(seed=seed)[0] for seed in range(8)]
     env.close()
-    report = preflight(student.tokenizer, teacher.tokenizer, teacher_model=teacher.model, texts=texts)
+    report = preflight(student.tokenizer, teacher.tokenizer, scorer=teacher.scorer, texts=texts)  # through the path training uses
     if not report.ok:
         logger.warning("Preflight: %s", report.describe())
 
 
-def _rollout(policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: str, share: range) -> list[Episode]:
+def _rollout(policy: Policy, config: TrainConfig, update: int, run_id: str, share: range) -> list[Episode]:
     """This rank's ``share`` of the update's episodes; episode ``i`` gets the same seeds whichever rank plays it."""
     n, samples = config.episodes_per_update, config.samples_per_task
     # Training seeds stay below the evaluation range; with samples_per_task > 1 each task is played that many times.
@@ -199,7 +207,7 @@ def _update(
     optimizer: torch.optim.Optimizer,
     episodes: list[Episode],
     config: TrainConfig,
-    logits_source: WhiteBoxTeacher | SelfTeacher | None,
+    logits_source: Teacher | None,
     critic: BlackBoxTeacher | None,
     ctx: DistributedContext,
 ) -> dict[str, Any]:
