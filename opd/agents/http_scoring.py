@@ -35,7 +35,7 @@ from typing import Any, Literal, Protocol
 import httpx
 import numpy as np
 
-from opd.agents.scoring import ScoreRequest, ScoreResult
+from opd.agents.scoring import ScoreRequest, ScoreResult, pad_rows
 from opd.errors import ConfigError, InferenceServerError
 
 __all__ = ["ADAPTERS", "HTTPScorer", "ServerAPI"]
@@ -47,6 +47,7 @@ ServerAPI = Literal["opd", "vllm", "sglang"]
 
 class Adapter(Protocol):
     path: str
+    hint: str  # added to the message of an error answer
 
     def body(self, requests: Sequence[ScoreRequest], model: str | None) -> dict[str, Any]: ...
 
@@ -55,6 +56,7 @@ class Adapter(Protocol):
 
 class OpdAdapter:
     path = "/score"
+    hint = ""
 
     def body(self, requests: Sequence[ScoreRequest], model: str | None) -> dict[str, Any]:
         return {
@@ -67,6 +69,7 @@ class OpdAdapter:
 
 class VLLMAdapter:
     path = "/v1/completions"
+    hint = " (vLLM refuses prompt_logprobs above its --max-logprobs: restart it with --max-logprobs K or ask for a smaller k)"
 
     def body(self, requests: Sequence[ScoreRequest], model: str | None) -> dict[str, Any]:
         if any(r.candidates is not None for r in requests):
@@ -119,6 +122,7 @@ class SGLangAdapter:
     """SGLang's native ``/generate``, per its documented request and ``meta_info`` shapes (SGLang does not run on our CI)."""
 
     path = "/generate"
+    hint = ""
 
     def body(self, requests: Sequence[ScoreRequest], model: str | None) -> dict[str, Any]:
         union = [sorted({c for row in r.candidates for c in row}) if r.candidates is not None else None for r in requests]
@@ -149,9 +153,8 @@ def _from_sglang(meta: dict[str, Any], request: ScoreRequest) -> ScoreResult:
     candidates = None
     if request.candidates is not None:
         rows = meta["input_token_ids_logprobs"][:n]
-        candidates = np.asarray(
-            [[{e[1]: e[0] for e in row}[c] for c in wanted] for row, wanted in zip(rows, request.candidates, strict=True)], np.float32
-        )
+        by_id = [{e[1]: e[0] for e in row} for row in rows]
+        candidates = pad_rows([[scored[c] for c in wanted] for scored, wanted in zip(by_id, request.candidates, strict=True)])
     return ScoreResult(
         token_logprobs=np.asarray(token, np.float32),
         topk_ids=np.asarray([[e[1] for e in row[: request.k]] for row in tops], np.int32).reshape(n, -1),
@@ -246,7 +249,8 @@ class HTTPScorer:
     def _post(self, url: str, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         response = self._client.post(url + self.adapter.path, json=self.adapter.body(requests, self.model))
         if response.is_error:
-            raise InferenceServerError(f"Teacher at {url}{self.adapter.path} answered {response.status_code}: {response.text[:500]}")
+            message = f"Teacher at {url}{self.adapter.path} answered {response.status_code}: {response.text[:500]}"
+            raise InferenceServerError(message + (self.adapter.hint if response.status_code == 400 else ""))
         results = self.adapter.parse(response.json(), requests)
         for result, request in zip(results, requests, strict=True):
             if len(result.token_logprobs) != request.positions:

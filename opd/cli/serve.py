@@ -35,4 +35,5 @@ def serve_teacher(
     scorer = LocalScorer(weights, batch_tokens=batch_tokens, pad_id=tokenizer.pad_token_id or 0)
     url = escape(f"http://{host}:{port}/score")
     console.print(f"opd serve-teacher: {escape(model)} on {device} at [bold]{url}[/]; Ctrl+C stops.", soft_wrap=True, highlight=False)
-    uvicorn.run(create_score_app(scorer, name=model, max_k=max_k), host=host, port=port, log_level="warning")
+    app = create_score_app(scorer, name=model, vocab_size=int(weights.config.vocab_size), max_k=max_k)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
