@@ -90,6 +90,8 @@ class VLLMPolicy:
                 student, config.url, weights_dir=Path(config.weights_dir) if config.weights_dir else None, timeout_s=config.timeout_s
             )
             with contextlib.closing(policy):
+                if policy.weights_dir is not None:  # the server may hold other weights (another run, an older checkpoint)
+                    policy.push_weights(student.model)
                 yield policy
             return
         with tempfile.TemporaryDirectory(prefix="opd-vllm-") as directory:

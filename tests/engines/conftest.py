@@ -16,9 +16,10 @@ import pytest
 from servers import MAX_K, wait_for
 from tiny_models import OPTIONS
 
+from opd.agents.engines import StudentEngineConfig
 from opd.agents.policy import CausalLMPolicy
 from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
-from opd.agents.vllm_policy import free_port, start_vllm_server, stop_process
+from opd.agents.vllm_policy import VLLMPolicy, free_port, start_vllm_server, stop_process
 from opd.envs import ToolEnv
 
 REPO_ROOT = Path(__file__).parents[2]
@@ -70,3 +71,11 @@ def opd_teacher_url(engine_models: tuple[Path, Path]) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def student_policy(engine_models: tuple[Path, Path]) -> CausalLMPolicy:
     return CausalLMPolicy.from_pretrained(str(engine_models[0]))
+
+
+@pytest.fixture(scope="session")
+def vllm_student(vllm_python: str, engine_models: tuple[Path, Path]) -> Iterator[VLLMPolicy]:
+    """A vLLM engine that opd started itself with the student's weights (``backend: vllm`` without a url)."""
+    policy = CausalLMPolicy.from_pretrained(str(engine_models[0]))
+    with VLLMPolicy.start(policy, StudentEngineConfig(backend="vllm", python=vllm_python)) as engine:
+        yield engine
