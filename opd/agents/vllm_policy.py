@@ -158,6 +158,7 @@ class VLLMPolicy:
             "seed": seed,
             "logprobs": 0,  # the sampled token's own log-prob, from the raw logits
             "stop_token_ids": list(self.chat.stop_ids),
+            "ignore_eos": True,  # stop exactly where opd's own loop would: at the stop ids above (which hold eos), nowhere else
             "return_token_ids": True,
             "skip_special_tokens": False,
         }
