@@ -41,6 +41,7 @@ from opd.distill.evaluate import EvalResult, evaluate
 from opd.distill.losses import LossTotals, compute_loss, loss_totals
 from opd.distill.metrics import MetricsWriter
 from opd.envs import ToolEnv
+from opd.errors import ConfigError
 from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, critique_ledger
 
 __all__ = ["TrainResult", "train"]
@@ -74,6 +75,8 @@ def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None
 
 
 def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progress: Progress | None) -> TrainResult:
+    if ctx.world_size > 1 and config.inference.student.backend != "hf":
+        raise ConfigError("inference.student.backend vllm runs one engine per run; under torchrun keep backend: hf.")
     output = Path(config.output_dir)
     checkpoints = output / "checkpoints"
     previous = ctx.main_only(lambda: latest_checkpoint(checkpoints) if resume else None)  # one decision for all ranks
