@@ -8,7 +8,8 @@ alone (the time of a request minus that of its prefill, measured as a
 one-token generation on the same prompts). The multi-turn case appends each
 turn's tokens and 16 "observation" tokens to the context and goes on, so an
 engine with a prefix cache re-reads nothing, while the HF loop re-reads the
-whole context every turn.
+whole context every turn. Last, the time of a weight push of this model to
+the engine (write, reload in place, clear the prefix cache; the probe check excluded).
 
 The vLLM engine is a server started from .venv-vllm (scripts/ensure-vllm.sh)
 with every core (VLLM_CPU_OMP_THREADS_BIND=0-N, VLLM_CPU_NUM_OF_RESERVED_CPU=0).
@@ -139,6 +140,8 @@ def main() -> None:
             for name, policy in (("opd HF loop", hf), ("vLLM (prefix cache)", engine)):
                 turns.add_row(name, f"{multi_turn(policy, 16, 4, args.prompt, 32, vocab):.1f}")
             console.print(turns)
+            pushes = [engine.push_weights(hf.model) for _ in range(3)]
+            console.print(f"weight push (write safetensors, reload in place, clear prefix cache): {min(pushes):.2f} s best of 3")
 
 
 if __name__ == "__main__":

