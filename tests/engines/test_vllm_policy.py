@@ -18,6 +18,12 @@ pytestmark = pytest.mark.slow
 SAMPLING = SamplingConfig(max_new_tokens=12)
 
 
+@pytest.fixture(autouse=True)
+def student_weights(vllm_student, student_policy) -> None:
+    """The session's engine may hold another test's trained weights: start each test from the student's."""
+    vllm_student.push_weights(student_policy.model)
+
+
 def play(engine, seeds: list[int]):
     envs = [ToolEnv("calculator", max_turns=3, **OPTIONS) for _ in seeds]
     generators = [torch.Generator().manual_seed(1000 + s) for s in seeds]
@@ -62,11 +68,8 @@ def test_pushed_weights_are_the_ones_the_engine_samples_with(vllm_student, stude
             parameter.add_(0.3 * torch.randn_like(parameter))
     with pytest.raises(InferenceServerError, match="did not load the new weights"):
         vllm_student.check_weights(changed)  # the engine still holds the student's weights
-    try:
-        seconds = vllm_student.push_weights(changed)
-        assert 0 < seconds < 120
-        for episode in play(vllm_student, [7, 8]):
-            ours, engine = hf_logprobs(changed, episode)
-            np.testing.assert_allclose(engine, ours, atol=1e-4)
-    finally:
-        vllm_student.push_weights(student_policy.model)
+    seconds = vllm_student.push_weights(changed)
+    assert 0 < seconds < 120
+    for episode in play(vllm_student, [7, 8]):
+        ours, engine = hf_logprobs(changed, episode)
+        np.testing.assert_allclose(engine, ours, atol=1e-4)
