@@ -32,7 +32,7 @@ def test_the_inference_section_reads_from_yaml(tmp_path: Path) -> None:
         ({"teacher": {"backend": "htp"}}, "inference.teacher.backend: expected one of 'hf', 'http'; got 'htp'"),
         ({"student": {"backend": "sglang"}}, "inference.student.backend: expected one of 'hf', 'vllm'"),
         ({"teacher": {"backend": "http", "url": ["http://a:1"]}}, "Did you mean 'urls'"),
-        ({"teacher": {"backend": "http", "urls": ["http://a:1"], "support": "both"}}, "inference.teacher.support: expected one of 'teacher', 'student'"),
+        ({"teacher": {"backend": "http", "urls": ["http://a:1"], "support": "both"}}, "support: expected one of 'teacher', 'student'"),
     ],
 )
 def test_bad_inference_settings_say_what_is_expected(tmp_path: Path, inference: dict, message: str) -> None:
