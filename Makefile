@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch; on these machines it lies on local disk. Set TORCH_SPEC to pick another build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test test-fast lint bench bench-sandbox docker chromium clean
+.PHONY: demo test test-fast lint bench bench-sandbox docker chromium vllm clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,14 @@ docker: $(VENV)/.installed
 chromium:
 	scripts/ensure-chromium.sh || [ -z "$$CI" ]
 
+# vLLM (CPU build) in its own venv, .venv-vllm, as users deploy it beside the trainer: the inference-engine tests
+# (tests/engines) start servers from it. Built once (a few GB, several minutes), then cached; see scripts/ensure-vllm.sh.
+vllm:
+	scripts/ensure-vllm.sh .venv-vllm >/dev/null || [ -z "$$CI" ]
+
 # Test services: the Docker Engine above and a throwaway PostgreSQL server (installed from Debian's packages
 # if missing). If one cannot start, its tests skip on a developer machine and fail in CI (CI=true), never silently.
-test: $(VENV)/.installed docker chromium
+test: $(VENV)/.installed docker chromium vllm
 	$(BIN)/ruff check opd tests benchmarks
 	OPD_REAL_MODELS="$$(scripts/ensure-real-tokenizers.sh $(BIN)/python)" \
 	OPD_TEST_POSTGRES_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m pytest
@@ -53,4 +58,4 @@ bench-sandbox: docker
 	$(BIN)/python benchmarks/sandbox.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-vllm .pytest_cache

@@ -93,3 +93,7 @@ class NotAStoreError(StoreError, ValueError):
 
 class SchemaTooNewError(StoreError):
     """The store was written by a newer opd whose schema this version does not know."""
+
+
+class InferenceServerError(OpdError, RuntimeError):
+    """A served model (teacher or rollout engine) could not be reached, refused a request or answered out of contract."""

@@ -74,6 +74,10 @@ class CausalLMPolicy:
         return next(self.model.parameters()).device
 
     @property
+    def max_context_tokens(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 1 << 30))
+
+    @property
     def chat_template_hash(self) -> str:
         return hashlib.sha256((self.tokenizer.chat_template or "").encode()).hexdigest()[:16]
 

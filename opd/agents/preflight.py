@@ -14,8 +14,9 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from opd.agents.scoring import LocalScorer, Scorer, ScoreRequest
 
 __all__ = ["PreflightReport", "preflight"]
 
@@ -56,7 +57,9 @@ def preflight(
     *,
     teacher_model: PreTrainedModel | None = None,
     texts: Sequence[str] = (),
+    scorer: Scorer | None = None,
 ) -> PreflightReport:
+    """``scorer``: the teacher as training reaches it (e.g. served over HTTP), for the bias estimate without its weights here."""
     mismatches = []
     student_vocab, teacher_vocab = student.get_vocab(), teacher.get_vocab()
     if student_vocab != teacher_vocab:
@@ -70,28 +73,27 @@ def preflight(
     if (student.chat_template or "") != (teacher.chat_template or ""):
         mismatches.append("chat templates differ: the teacher would have rendered the conversation differently")
     bias = None
-    if mismatches and teacher_model is not None and texts:
-        bias = _tokenisation_bias(student, teacher, teacher_model, texts)
+    if scorer is None and teacher_model is not None:
+        scorer = LocalScorer(teacher_model, pad_id=teacher.pad_token_id or 0)
+    if mismatches and scorer is not None and texts:
+        vocab = teacher_model.config.vocab_size if teacher_model is not None else len(teacher)
+        bias = _tokenisation_bias(student, teacher, scorer, vocab, texts)
     return PreflightReport(tuple(mismatches), bias)
 
 
-@torch.no_grad()
 def _tokenisation_bias(
-    student: PreTrainedTokenizerBase, teacher: PreTrainedTokenizerBase, model: PreTrainedModel, texts: Sequence[str]
+    student: PreTrainedTokenizerBase, teacher: PreTrainedTokenizerBase, scorer: Scorer, vocab: int, texts: Sequence[str]
 ) -> float:
     """Mean over texts of the teacher's NLL per token on the student's ids minus on its own ids."""
-    vocab = model.config.vocab_size
     gaps = []
     for text in texts:
         own = teacher(text, add_special_tokens=False).input_ids
         theirs = [i if i < vocab else teacher.unk_token_id or 0 for i in student(text, add_special_tokens=False).input_ids]
         if len(own) < 2 or len(theirs) < 2:
             continue
-        gaps.append(_nll(model, theirs) / (len(theirs) - 1) - _nll(model, own) / (len(own) - 1))
+        gaps.append(_nll(scorer, theirs) / (len(theirs) - 1) - _nll(scorer, own) / (len(own) - 1))
     return float(sum(gaps) / len(gaps)) if gaps else math.nan
 
 
-def _nll(model: PreTrainedModel, ids: list[int]) -> float:
-    tensor = torch.tensor([ids], device=next(model.parameters()).device)
-    logprobs = torch.log_softmax(model(input_ids=tensor).logits.float(), dim=-1)
-    return float(-logprobs[0, :-1].gather(1, tensor[0, 1:, None]).sum())
+def _nll(scorer: Scorer, ids: list[int]) -> float:
+    return float(-scorer.score([ScoreRequest(tuple(ids), 1, 1)])[0].token_logprobs.astype("float64").sum())

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from opd.agents.chat_tokens import ChatTokens
-from opd.agents.policy import CausalLMPolicy, Generators, SamplingConfig
+from opd.agents.policy import Generators, SamplingConfig
+from opd.agents.protocols import Policy
 from opd.agents.recording import env_options, episode_from_expert, sandbox_info, step_record, writer_info
 from opd.envs import StepResult, ToolEnv, ToolEnvBatch, play_expert
 from opd.errors import ConfigError, SandboxError
@@ -54,7 +55,7 @@ class Prefix:
 
 
 def collect_episodes(
-    policy: CausalLMPolicy,
+    policy: Policy,
     envs: Sequence[ToolEnv],
     seeds: Sequence[int],
     *,
@@ -74,7 +75,7 @@ def collect_episodes(
     for env in envs:
         env.adopt_call_format(policy.chat.call_format)  # the format the policy's chat template writes
     batch = ToolEnvBatch(envs)
-    limit = max_context_tokens or getattr(policy.model.config, "max_position_embeddings", 1 << 30)
+    limit = max_context_tokens or policy.max_context_tokens
     running = _start(policy, batch, seeds) if prefixes is None else _resume(batch, prefixes)
     while batch.active:
         active = [i for i in batch.active if _fits(running[i], sampling, limit)]
@@ -106,7 +107,7 @@ def collect_episodes(
     return [_episode(policy, env, state, run_id, suite_options or {}) for env, state in zip(envs, running, strict=True)]
 
 
-def _start(policy: CausalLMPolicy, batch: ToolEnvBatch, seeds: Sequence[int]) -> list[_Running]:
+def _start(policy: Policy, batch: ToolEnvBatch, seeds: Sequence[int]) -> list[_Running]:
     running = []
     failures: dict[int, SandboxError] = {}  # envs whose sandbox failed at reset: their episodes fail, the others go on
     for index, ((_, info), seed) in enumerate(zip(batch.reset(seeds, failures=failures), seeds, strict=True)):
@@ -157,7 +158,7 @@ def _fits(state: _Running, sampling: SamplingConfig, limit: int) -> bool:
     return len(state.context) + sampling.max_new_tokens <= limit
 
 
-def _episode(policy: CausalLMPolicy, env: ToolEnv, state: _Running, run_id: str, suite_options: Mapping[str, Any]) -> Episode:
+def _episode(policy: Policy, env: ToolEnv, state: _Running, run_id: str, suite_options: Mapping[str, Any]) -> Episode:
     verdict = state.last_info.get("verdict", {})
     termination = "failed" if state.failure else state.last_info.get("termination", "max_turns")
     return Episode(

@@ -7,7 +7,7 @@ import logging
 import typer
 
 from opd import __version__
-from opd.cli import annotate, bootstrap, branch, demo, episodes, evaluation, runs, sandbox, suites, train, view
+from opd.cli import annotate, bootstrap, branch, demo, episodes, evaluation, runs, sandbox, serve, suites, train, view
 from opd.cli.options import load_suite_modules
 from opd.cli.quiet import quiet_libraries
 
@@ -22,6 +22,7 @@ app.command("bootstrap")(bootstrap.bootstrap)
 app.command("train")(train.train_command)
 app.command("eval")(evaluation.eval_command)
 app.command("view")(view.view)
+app.command("serve-teacher")(serve.serve_teacher)
 app.command("annotate")(annotate.annotate_command)
 app.command("branch")(branch.branch_command)
 app.add_typer(suites.app, name="suites")

@@ -26,6 +26,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from opd.agents.critic import CriticConfig
+from opd.agents.engines import InferenceConfig
 from opd.agents.policy import SamplingConfig
 from opd.agents.routing import RoutingConfig
 from opd.agents.self_teacher import SelfTeacherConfig
@@ -85,6 +86,7 @@ class TrainConfig:
     replay: ReplayConfig | None = None  # batches from the trajectory store, alone (ratio 1) or mixed with rollouts (docs/training.md)
     routing: RoutingConfig | None = None  # route each step between `teacher` (the default) and further teachers (docs/training.md)
     sandbox: SandboxConfig = SandboxConfig()  # where tools run: backend (auto/local/docker), image, engine, pool size, per-call limits
+    inference: InferenceConfig = InferenceConfig()  # where rollouts and teacher scores run: in-process, vLLM, a served teacher
 
     def __post_init__(self) -> None:
         # Checks across fields; each field alone was validated by its type before this runs.

@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from opd.agents.policy import CausalLMPolicy, SamplingConfig
+from opd.agents.policy import SamplingConfig
+from opd.agents.protocols import Policy
 from opd.agents.rollout import collect_episodes
 from opd.envs import ToolEnv, make_suite
 from opd.envs.lending import SandboxConfig, SandboxLender, borrowed, open_sandboxes, rounds
@@ -53,7 +54,7 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 
 
 def evaluate(
-    policy: CausalLMPolicy,
+    policy: Policy,
     suite: str,
     *,
     suite_options: Mapping[str, Any] | None = None,

@@ -27,12 +27,13 @@ import torch
 
 from opd import __version__
 from opd.agents.critic import BlackBoxTeacher
+from opd.agents.engines import BuiltTeacher, build_teacher, rollout_engine
 from opd.agents.policy import CausalLMPolicy
 from opd.agents.preflight import preflight
+from opd.agents.protocols import Policy, Teacher, WeightReceiver
 from opd.agents.rollout import collect_episodes
 from opd.agents.routing import RoutedTeacher, route_metrics
 from opd.agents.self_teacher import SelfTeacher
-from opd.agents.teacher import WhiteBoxTeacher
 from opd.distill.batch import make_batch
 from opd.distill.checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from opd.distill.config import TrainConfig, recorded_config
@@ -48,6 +49,7 @@ from opd.distill.student_loss import student_loss
 from opd.distill.suites import task_splits
 from opd.envs import ToolEnv, make_call_format, make_suite
 from opd.envs.lending import SandboxLender, borrowed, open_sandboxes, rounds
+from opd.errors import ConfigError
 from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, critique_ledger
 
 __all__ = ["TrainResult", "train"]
@@ -111,20 +113,27 @@ def _train(
     stop: StopRequest,
     progress: Progress | None,
 ) -> TrainResult:
+    if ctx.world_size > 1 and config.inference.student.backend != "hf":
+        raise ConfigError("inference.student.backend vllm runs one engine per run; under torchrun keep backend: hf.")
     output = Path(config.output_dir)
     checkpoints = output / "checkpoints"
     student = CausalLMPolicy.from_pretrained(str(previous / "model") if previous else config.student, device=str(ctx.device))
     student.name = config.student
     teacher_device = config.teacher_device or str(ctx.device)
-    teacher = WhiteBoxTeacher.from_pretrained(config.teacher, k=config.teacher_k, device=teacher_device) if config.teacher else None
-    teacher_policy = CausalLMPolicy(teacher.model, teacher.tokenizer, name=teacher.name) if teacher else None
+    built = None
+    if config.teacher:
+        plays = config.offpolicy_fraction > 0
+        built = build_teacher(
+            config.teacher, config.inference.teacher, k=config.teacher_k, device=teacher_device, student=student.model, plays_episodes=plays
+        )
+    teacher, teacher_policy = (built.teacher, built.policy) if built else (None, None)
     for policy in (student, teacher_policy):
         if policy is not None and config.tool_call_format != "auto":  # envs adopt the format of the policy that plays
             policy.chat.call_format = make_call_format(config.tool_call_format)
-    if teacher is not None and ctx.is_main:
-        _preflight(student, teacher, config, sandboxes)
+    if built is not None and ctx.is_main:
+        _preflight(student, built, config, sandboxes)
     self_teacher = SelfTeacher(student, config.self_teacher, k=config.teacher_k, sandboxes=sandboxes) if config.self_teacher else None
-    logits_source = teacher or self_teacher  # who gives token log-probs: a white-box teacher or the student itself
+    logits_source: Teacher | None = teacher or self_teacher  # who gives token log-probs: a white-box teacher or the student itself
     if config.routing is not None:  # or several white-box teachers, chosen per step
         logits_source = RoutedTeacher.load(teacher, config.routing, k=config.teacher_k, device=teacher_device)
     critic = BlackBoxTeacher(config.critic) if config.critic else None
@@ -143,7 +152,7 @@ def _train(
         return evaluate(student, config.suite, suite_options=options, episodes=episodes, max_turns=config.max_turns, sandboxes=sandboxes)[0]
 
     ctx.main_only(lambda: TrajectoryStore(config.store).close())  # rank 0 creates or migrates the store before the others open it
-    with TrajectoryStore(config.store) as store:
+    with TrajectoryStore(config.store) as store, rollout_engine(config.inference.student, student) as rollout_policy:
         run_config = {**recorded, "world_size": ctx.world_size, "splits": dataclasses.asdict(splits)}
         run = Run(id=state.run_id, name=config.run_name, config=run_config, code_version=__version__)
         ctx.main_only(lambda: store.add_run(run))  # before any rank writes an episode of it
@@ -157,7 +166,7 @@ def _train(
                 break
             rng = np.random.default_rng([config.seed, update])
             offpolicy = teacher_policy is not None and rng.random() < config.offpolicy_fraction
-            player, train_options = teacher_policy if offpolicy else student, splits.options(config.suite_options, "train")
+            player, train_options = teacher_policy if offpolicy else rollout_policy, splits.options(config.suite_options, "train")
             played = _rollout(player, config, update, state.run_id, fresh, sandboxes, train_options) if len(fresh) else []
             if replay is not None and replay.restarts:  # and episodes the student plays on from stored states
                 played += replay.restart(update, student, config.sampling, seed=config.seed, run_id=state.run_id)
@@ -176,6 +185,8 @@ def _train(
             values = _update(student, model, optimizer, trained_on, config, logits_source, critic, ctx, replay)
             if self_teacher is not None and not values["skipped"]:
                 self_teacher.update()
+            if isinstance(rollout_policy, WeightReceiver) and not values["skipped"]:
+                values["rollout/weight_push_s"] = rollout_policy.push_weights(student.model)  # the next rollout is on these weights
             # Teacher-labelled tokens: student tokens the teacher scored, or tokens the teacher wrote itself.
             labelled = sum(int(e.policy_mask.sum()) for e in episodes) if (teacher and scored_by_logits) or offpolicy else 0
             counts = ctx.sum_metrics({"labelled": labelled, "rollout/failed": len(failed), **_critic_counts(episodes, critic)})
@@ -233,19 +244,19 @@ def _train(
     return TrainResult(state.run_id, state.update, state.labelled_tokens, state.skipped_updates, final, last, tuple(curve), usage)
 
 
-def _preflight(student: CausalLMPolicy, teacher: WhiteBoxTeacher, config: TrainConfig, sandboxes: SandboxLender) -> None:
+def _preflight(student: CausalLMPolicy, teacher: BuiltTeacher, config: TrainConfig, sandboxes: SandboxLender) -> None:
     """Warn before training if the teacher would score tokens the student does not mean."""
     with borrowed(sandboxes, 1) as (box,):
         env = ToolEnv(config.suite, max_turns=config.max_turns, sandbox=box, limits=sandboxes.limits, **config.suite_options)
         texts = [env.reset(seed=seed)[0] for seed in range(8)]
         env.close()
-    report = preflight(student.tokenizer, teacher.tokenizer, teacher_model=teacher.model, texts=texts)
+    report = preflight(student.tokenizer, teacher.tokenizer, scorer=teacher.scorer, texts=texts)  # through the path training uses
     if not report.ok:
         logger.warning("Preflight: %s", report.describe())
 
 
 def _rollout(
-    policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: str, share: range, sandboxes: SandboxLender, options: dict[str, Any]
+    policy: Policy, config: TrainConfig, update: int, run_id: str, share: range, sandboxes: SandboxLender, options: dict[str, Any]
 ) -> list[Episode]:
     """This rank's ``share`` of the update's episodes; episode ``i`` gets the same seeds whichever rank plays it.
 
@@ -278,7 +289,7 @@ def _update(
     optimizer: torch.optim.Optimizer,
     episodes: list[Episode],
     config: TrainConfig,
-    logits_source: WhiteBoxTeacher | SelfTeacher | RoutedTeacher | None,
+    logits_source: Teacher | None,
     critic: BlackBoxTeacher | None,
     ctx: DistributedContext,
     replay: StoreReplay | None = None,
