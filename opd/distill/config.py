@@ -21,7 +21,9 @@ import yaml
 from opd.agents.critic import CriticConfig
 from opd.agents.policy import SamplingConfig
 from opd.agents.self_teacher import SelfTeacherConfig
+from opd.distill.guard import GuardConfig
 from opd.distill.losses import LossConfig
+from opd.distill.prefix import TeacherPrefixConfig
 from opd.errors import ConfigError
 
 __all__ = ["TrainConfig", "config_to_dict", "load_config"]
@@ -58,6 +60,8 @@ class TrainConfig:
     device: str = "cpu"  # cpu, or cuda: under torchrun each process takes cuda:LOCAL_RANK
     teacher_device: str | None = None  # where the white-box teacher runs, e.g. "cuda:1"; None: beside the student
     tensorboard: bool = True  # also write TensorBoard event files beside metrics.jsonl
+    teacher_prefix: TeacherPrefixConfig | None = None  # GKD-style mixing within episodes: the teacher plays the first steps
+    guard: GuardConfig = GuardConfig()  # notice a held-out regression or a divergence spike; warn, stop or roll back
 
     def __post_init__(self) -> None:
         if self.updates < 1 or self.episodes_per_update < 1:
@@ -79,8 +83,10 @@ class TrainConfig:
             )
         if self.loss.needs_critiques and self.critic is None:
             raise ConfigError(f"The {self.loss.kind!r} loss needs step critiques; set critic: {{model: ..., api_base: ...}}.")
-        if self.offpolicy_fraction > 0 and self.teacher is None:
-            raise ConfigError("offpolicy_fraction > 0 has the white-box teacher play episodes; set teacher: PATH_OR_NAME.")
+        if (self.offpolicy_fraction > 0 or self.teacher_prefix is not None) and self.teacher is None:
+            raise ConfigError(
+                "offpolicy_fraction > 0 and teacher_prefix have the white-box teacher play (steps of) episodes; set teacher: PATH_OR_NAME."
+            )
 
 
 def load_config(path: str | Path, **overrides: Any) -> TrainConfig:

@@ -49,6 +49,7 @@ from torch import Tensor
 from opd.distill.batch import EpisodeBatch
 from opd.distill.divergences import get_divergence
 from opd.distill.sampled import token_logprobs
+from opd.distill.step_weights import StepWeights, step_weights_BT
 from opd.distill.token_divergence import token_divergence
 from opd.errors import ConfigError
 
@@ -73,6 +74,7 @@ class LossConfig:
     rwr_temperature: float = 0.1  # rwr: weight = exp(advantage / temperature), clipped at 20x the mean
     uncertainty: Literal["none", "weight", "gate"] = "none"  # down-weight or drop feedback the teacher is unsure of
     uncertainty_threshold: float = 0.5  # gate: drop feedback with normalised uncertainty above this
+    step_weights: StepWeights = StepWeights()  # the token term: weigh steps by teacher-student divergence or by position
 
     def __post_init__(self) -> None:
         if self.kind not in LOSS_KINDS:
@@ -223,8 +225,10 @@ def _per_token(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig) -> T
 
 
 def _token_weights(batch: EpisodeBatch, config: LossConfig) -> Tensor:
-    """(B, T) weight of each target in the logit losses: 1 on policy tokens, scaled or gated by the teacher's uncertainty."""
+    """(B, T) weight of each target in the logit losses: 1 on policy tokens, times its step's weight, scaled or gated by uncertainty."""
     weights_BT = batch.policy_BT.float()
+    if config.step_weights.by != "none":
+        weights_BT = weights_BT * step_weights_BT(batch, config.step_weights).to(weights_BT.device)
     if config.uncertainty == "none":
         return weights_BT
     if batch.teacher is None:

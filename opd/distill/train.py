@@ -37,8 +37,10 @@ from opd.distill.checkpoint import TrainerState, latest_checkpoint, load_checkpo
 from opd.distill.config import TrainConfig, config_to_dict
 from opd.distill.distributed import DistributedContext, distributed
 from opd.distill.evaluate import EvalResult, evaluate
+from opd.distill.guard import Guard
 from opd.distill.losses import LossTotals, compute_loss, loss_totals
 from opd.distill.metrics import MetricsWriter
+from opd.distill.prefix import PrefixPolicy, hand_over, prefix_steps
 from opd.envs import ToolEnv
 from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, critique_ledger
 
@@ -98,6 +100,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
         options, episodes = config.suite_options, config.eval_episodes
         return evaluate(student, config.suite, suite_options=options, episodes=episodes, max_turns=config.max_turns)[0]
 
+    guard = _start_guard(config, ctx, state.update, evaluate_student, student, optimizer)
     ctx.main_only(lambda: TrajectoryStore(config.store).close())  # rank 0 creates or migrates the store before the others open it
     with TrajectoryStore(config.store) as store:
         recorded = {**config_to_dict(config), "world_size": ctx.world_size}
@@ -109,7 +112,11 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
                 break
             rng = np.random.default_rng([config.seed, update])
             offpolicy = teacher_policy is not None and rng.random() < config.offpolicy_fraction
-            played = _rollout(teacher_policy if offpolicy else student, config, update, state.run_id, share)
+            handed = prefix_steps(config.teacher_prefix, rng) if teacher_policy is not None and not offpolicy else 0
+            actor = teacher_policy if offpolicy else student
+            if handed and config.teacher_prefix is not None and teacher_policy is not None:
+                actor = PrefixPolicy(student, teacher_policy, handed, config.teacher_prefix.temperature)
+            played, prefix_tokens = hand_over(_rollout(actor, config, update, state.run_id, share), handed)
             failed = [e for e in played if e.num_tokens < 2]  # a sandbox failed before the policy wrote anything
             episodes = [e for e in played if e.num_tokens >= 2]
             scored_by_logits = logits_source is not None and config.loss.needs_logits and not offpolicy  # SFT on teacher episodes
@@ -124,6 +131,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
                 self_teacher.update()
             # Teacher-labelled tokens: student tokens the teacher scored, or tokens the teacher wrote itself.
             labelled = sum(int(e.policy_mask.sum()) for e in episodes) if (teacher and scored_by_logits) or offpolicy else 0
+            labelled += prefix_tokens  # tokens the teacher wrote as an episode's first steps
             counts = ctx.sum_metrics({"labelled": labelled, "rollout/failed": len(failed), **_critic_counts(episodes, critic)})
             state = TrainerState(
                 update + 1,
@@ -136,22 +144,32 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
             values.update(
                 _rollout_metrics(played, ctx),
                 offpolicy=float(offpolicy),
+                teacher_prefix_steps=handed,
                 labelled_tokens=state.labelled_tokens,
                 wall_seconds=state.wall_seconds,
             )
             values.update(ctx.comm.take())
+            if guard is not None:
+                values.update(guard.after_update(update + 1, values["loss"]))
             budget_spent = config.max_labelled_tokens is not None and state.labelled_tokens >= config.max_labelled_tokens
             if _due(update + 1, config.eval_every, config.updates) or budget_spent:
                 result = ctx.main_only(evaluate_student)
                 values.update({"eval/success": result.success_rate, "eval/ci_low": result.ci_low, "eval/ci_high": result.ci_high})
                 curve.append((update + 1, state.labelled_tokens, state.wall_seconds, result.success_rate))
                 last_eval = (update + 1, result)
+                if guard is not None:
+                    values.update(guard.after_eval(update + 1, result, student.model, student.tokenizer, optimizer))
+                    if values["guard/rolled_back"] and guard.best is not None:  # the student now holds the best weights
+                        last_eval = (update + 1, guard.best[1])
             if metrics is not None:
                 metrics.write(update + 1, values)
             if progress is not None and ctx.is_main:
                 progress(update + 1, values)
-            if _due(update + 1, config.checkpoint_every, config.updates) or budget_spent:
+            stopping = guard is not None and guard.stop
+            if _due(update + 1, config.checkpoint_every, config.updates) or budget_spent or stopping:
                 ctx.main_only(functools.partial(save_checkpoint, checkpoints, student.model, student.tokenizer, optimizer, state))
+            if stopping:
+                break
         usage = ctx.main_only(lambda: store.critique_usage(EpisodeFilter(run_id=state.run_id))) if critic is not None else None
     if metrics is not None:
         metrics.close()
@@ -162,6 +180,27 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
         lambda: latest_checkpoint(checkpoints) or save_checkpoint(checkpoints, student.model, student.tokenizer, optimizer, state)
     )
     return TrainResult(state.run_id, state.update, state.labelled_tokens, state.skipped_updates, final, last, tuple(curve), usage)
+
+
+def _start_guard(
+    config: TrainConfig,
+    ctx: DistributedContext,
+    update: int,
+    evaluate_student: Callable[[], EvalResult],
+    student: CausalLMPolicy,
+    optimizer: torch.optim.Optimizer,
+) -> Guard | None:
+    """The run's regression guard (None when off), with the student's start evaluated as the first bar on a fresh run."""
+    if not config.guard.enabled:
+        return None
+    guard = Guard(config.guard, Path(config.output_dir) / "best", is_main=ctx.is_main)
+    if update > 0:  # a resumed run keeps its bar
+        guard.resume()
+    if update == 0 and guard.best is None and config.guard.eval_at_start:
+        start = ctx.main_only(evaluate_student)
+        logger.info("Guard: the student's start: %s", start.describe())
+        guard.after_eval(0, start, student.model, student.tokenizer, optimizer)
+    return guard
 
 
 def _preflight(student: CausalLMPolicy, teacher: WhiteBoxTeacher, config: TrainConfig) -> None:
