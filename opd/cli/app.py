@@ -7,7 +7,7 @@ import logging
 import typer
 
 from opd import __version__
-from opd.cli import demo, episodes, sandbox, suites, train, view
+from opd.cli import demo, episodes, sandbox, suites, sweep, train, view
 
 app = typer.Typer(
     name="opd",
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.command("demo")(demo.demo)
 app.command("train")(train.train_command)
 app.command("eval")(train.eval_command)
+app.command("sweep")(sweep.sweep_command)
 app.command("view")(view.view)
 app.add_typer(suites.app, name="suites")
 app.add_typer(episodes.app, name="episodes")

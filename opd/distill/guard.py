@@ -41,20 +41,20 @@ __all__ = ["Guard", "GuardConfig"]
 
 logger = logging.getLogger(__name__)
 
-GuardAction = Literal["off", "warn", "stop", "rollback"]
+GuardAction = Literal["none", "warn", "stop", "rollback"]
 
 
 @dataclasses.dataclass(frozen=True)
 class GuardConfig:
-    action: GuardAction = "warn"  # on a held-out regression: off (no guard), warn (metrics + log), stop, or rollback to the best
+    action: GuardAction = "warn"  # on a held-out regression: none (no guard), warn (metrics + log), stop, or rollback to the best
     eval_at_start: bool = True  # evaluate the student before the first update, so its start is the bar (and the rollback target)
     patience: int = 1  # consecutive regressed evaluations before stop/rollback acts (warnings start at the first)
     spike_factor: float = 5.0  # a divergence spike: an update's loss above this many times the recent median
     spike_window: int = 10  # updates in that median (no spike is called before 3 updates)
 
     def __post_init__(self) -> None:
-        if self.action not in ("off", "warn", "stop", "rollback"):
-            raise ConfigError(f"guard.action must be off, warn, stop or rollback; got {self.action!r}.")
+        if self.action not in ("none", "warn", "stop", "rollback"):
+            raise ConfigError(f"guard.action must be none, warn, stop or rollback; got {self.action!r}.")
         if self.patience < 1 or self.spike_window < 3 or self.spike_factor <= 1.0:
             raise ConfigError(
                 "guard: patience must be at least 1, spike_window at least 3 and spike_factor above 1; "
@@ -63,7 +63,7 @@ class GuardConfig:
 
     @property
     def enabled(self) -> bool:
-        return self.action != "off"
+        return self.action != "none"
 
 
 def regressed(best: EvalResult, current: EvalResult) -> bool:
