@@ -27,9 +27,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from opd.agents.policy import SamplingConfig
+from opd.agents.policy import CausalLMPolicy, SamplingConfig
 from opd.distill.config import TrainConfig
 from opd.distill.demo import DemoConfig, demo_models
+from opd.distill.evaluate import evaluate
 from opd.distill.guard import GuardConfig
 from opd.distill.losses import LossConfig
 from opd.distill.train import train
@@ -98,9 +99,7 @@ def run_arm(config: TrainConfig) -> dict[str, Any]:
     result = train(config, resume=False)
     lines = [json.loads(line) for line in (Path(config.output_dir) / "metrics.jsonl").read_text().splitlines()]
     evals = [line["eval/success"] for line in lines if "eval/success" in line]
-    first = next(line for line in lines if "guard/best_success" in line)
     return {
-        "start": first["guard/best_success"] if first.get("guard/best_update", 0) == 0 else float("nan"),
         "worst": min(evals),
         "final": result.final_eval.success_rate,
         "regressions": sum(line.get("guard/regression", 0.0) for line in lines),
@@ -123,19 +122,23 @@ def main() -> None:
     demo = DemoConfig(workdir="runs/demo")
     teacher, student = demo_models(demo, report=console.print)
     register_fixed_suite(args.tasks, **demo.suite_options)
+    start, teacher_eval = (
+        evaluate(CausalLMPolicy.from_pretrained(str(path)), FIXED_SUITE, episodes=args.eval_episodes)[0] for path in (student, teacher)
+    )
+    console.print(f"on the {args.tasks} fixed tasks: student start {start.describe()}, teacher {teacher_eval.describe()}")
     rows: dict[str, list[dict[str, Any]]] = {}
     for name in args.arms:
         for seed in args.seeds:
             rows.setdefault(name, []).append(outcome := run_arm(arm_config(name, seed, args, student, teacher)))
             console.print(f"[dim]{name} seed {seed}:[/] " + ", ".join(f"{k} {v:.3g}" for k, v in outcome.items()))
-    table = Table(title=f"calculator, {args.tasks} fixed tasks, {args.updates} updates of 16 episodes, seeds {args.seeds}")
-    for column in ("arm", "start", "worst eval (mean)", "final (per seed)", "final mean", "regressions flagged", "s per arm"):
+    title = f"calculator, {args.tasks} fixed tasks, {args.updates} updates of 16 episodes, seeds {args.seeds}"
+    table = Table(title=f"{title}; student start {start.success_rate:.0%}, teacher {teacher_eval.success_rate:.0%}")
+    for column in ("arm", "worst eval (mean)", "final (per seed)", "final mean", "regressions flagged", "s per arm"):
         table.add_column(column, justify="left" if column == "arm" else "right")
     for name, outcomes in rows.items():
         finals = [o["final"] for o in outcomes]
         table.add_row(
             name,
-            f"{outcomes[0]['start']:.0%}",
             f"{statistics.mean(o['worst'] for o in outcomes):.0%}",
             " / ".join(f"{f:.0%}" for f in finals),
             f"{statistics.mean(finals):.0%}",
