@@ -91,6 +91,10 @@ class LossConfig:
         if self.uncertainty not in ("none", "weight", "gate") or not 0.0 <= self.uncertainty_threshold <= 1.0:
             raise ConfigError(f"uncertainty must be none, weight or gate with a threshold in [0, 1]; got {self.uncertainty!r}.")
         get_divergence(self.divergence, **self.divergence_params)  # fail early on a bad name or parameter
+        if self.step_weights.by != "none" and "token" not in self.terms:
+            raise ConfigError(
+                f"step_weights weigh the token term; the {self.kind!r} loss has none (use kind: token, or hybrid with token)."
+            )
 
     @property
     def terms(self) -> dict[str, float]:

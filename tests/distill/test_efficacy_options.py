@@ -84,6 +84,8 @@ def test_step_weights_change_the_token_loss() -> None:
 def test_bad_step_weights_and_prefix_settings_are_refused() -> None:
     with pytest.raises(ConfigError, match="step_weights.by"):
         StepWeights(by="entropy")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="weigh the token term"):
+        LossConfig(kind="step", step_weights=StepWeights(by="position"))
     with pytest.raises(ConfigError, match="teacher_prefix"):
         TeacherPrefixConfig(max_steps=0)
     with pytest.raises(ConfigError, match="teacher_prefix"):
