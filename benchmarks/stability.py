@@ -36,7 +36,7 @@ from opd.distill.losses import LossConfig
 from opd.distill.train import train
 from opd.envs import Task, make_suite, register_suite
 
-FIXED_SUITE = "calculator-fixed"
+FIXED_SUITE = "calculator_fixed"
 
 # (name, divergence, divergence params, learning rate, student sampling temperature)
 ARMS: dict[str, tuple[str, dict[str, Any], float, float]] = {
@@ -45,6 +45,9 @@ ARMS: dict[str, tuple[str, dict[str, Any], float, float]] = {
     "reverse KL, lr 3e-4, T=1.0": ("reverse_kl", {}, 3e-4, 1.0),
     "forward KL, lr 1e-3, T=1.0": ("forward_kl", {}, 1e-3, 1.0),
     "JSD(0.5), lr 1e-3, T=1.0": ("jsd", {"beta": 0.5}, 1e-3, 1.0),
+    "reverse KL, lr 1e-2, T=1.0": ("reverse_kl", {}, 1e-2, 1.0),
+    "forward KL, lr 1e-2, T=1.0": ("forward_kl", {}, 1e-2, 1.0),
+    "JSD(0.5), lr 1e-2, T=1.0": ("jsd", {"beta": 0.5}, 1e-2, 1.0),
 }
 
 
@@ -59,7 +62,7 @@ class FixedTasks:
 
 
 def register_fixed_suite(tasks: int, **options: Any) -> None:
-    """Register ``calculator-fixed``: calculator with ``options``, restricted to the tasks of seeds 0..tasks-1."""
+    """Register ``calculator_fixed``: calculator with ``options``, restricted to the tasks of seeds 0..tasks-1."""
     base = make_suite("calculator", **options)
     pool = tuple(base.tasks.sample(np.random.default_rng(seed)) for seed in range(tasks))
 
@@ -116,6 +119,7 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--tasks", type=int, default=25)
     parser.add_argument("--arms", nargs="+", default=list(ARMS), help="row names (default: all)")
+    parser.add_argument("--lr", type=float, default=None, help="only the arms at this learning rate")
     parser.add_argument("--workdir", default="runs/bench-stability")
     args = parser.parse_args()
     console = Console()
@@ -127,7 +131,7 @@ def main() -> None:
     )
     console.print(f"on the {args.tasks} fixed tasks: student start {start.describe()}, teacher {teacher_eval.describe()}")
     rows: dict[str, list[dict[str, Any]]] = {}
-    for name in args.arms:
+    for name in [a for a in args.arms if args.lr is None or ARMS[a][2] == args.lr]:
         for seed in args.seeds:
             rows.setdefault(name, []).append(outcome := run_arm(arm_config(name, seed, args, student, teacher)))
             console.print(f"[dim]{name} seed {seed}:[/] " + ", ".join(f"{k} {v:.3g}" for k, v in outcome.items()))
