@@ -76,6 +76,13 @@ class StoreError(OpdError):
     """The trajectory store cannot be opened or used as asked."""
 
 
+class NotInStoreError(StoreError, KeyError):
+    """The store holds no run or episode with the given id (or the id prefix is ambiguous)."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
 class StoreNotFoundError(StoreError, FileNotFoundError):
     """No store exists at the given location (and creating one was not asked for)."""
 

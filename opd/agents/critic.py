@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opd.agents.response_cache import ResponseCache
-from opd.errors import ConfigError
+from opd.errors import ConfigError, OpdError
 from opd.trajectories import Annotations, Episode, StepCritique
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price table at import
@@ -61,6 +61,10 @@ _RETRYABLE = (
     litellm.BadGatewayError,
 )
 _MISCONFIGURED = (litellm.AuthenticationError, litellm.PermissionDeniedError, litellm.NotFoundError, litellm.BadRequestError)
+
+
+class MalformedReplyError(OpdError, ValueError):
+    """The server answered with a body that is not a chat completion (a proxy's error page, an empty choice list)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,8 +247,9 @@ class BlackBoxTeacher:
                 reply = _reply(response)
             except _MISCONFIGURED as exc:
                 raise ConfigError(f"The critic {self.config.model!r} refused the request: {exc}") from exc
-            except (*_RETRYABLE, litellm.APIError, KeyError, IndexError, TypeError, ValueError) as exc:
-                error = f"{type(exc).__name__}: {str(exc)[:200]}"  # garbage bodies surface as APIError or a missing field
+            except (*_RETRYABLE, litellm.APIError, MalformedReplyError) as exc:
+                # Transport faults only: a bug of ours in reading a good reply must fail loudly, not become unannotated steps.
+                error = f"{type(exc).__name__}: {str(exc)[:200]}"  # garbage bodies surface as APIError or a malformed reply
                 logger.debug("Critic request failed (attempt %d): %s", attempt + 1, error)
                 continue
             usage["calls"] += 1
@@ -294,10 +299,11 @@ def _mean(distribution: dict[int, float]) -> float:
 
 def _reply(response: Any) -> dict[str, Any]:
     """The JSON-able part of a litellm response that judging and the ledger need."""
-    choice = response.choices[0]
-    content = choice.message.content
+    choices = getattr(response, "choices", None) or []
+    content = getattr(getattr(choices[0], "message", None), "content", None) if choices else None
     if not isinstance(content, str):
-        raise ValueError("the reply has no text content")
+        raise MalformedReplyError("the reply has no text content")
+    choice = choices[0]
     positions = []
     for position in getattr(getattr(choice, "logprobs", None), "content", None) or []:
         alternatives = [{"token": a.token, "logprob": a.logprob} for a in (position.top_logprobs or [])]

@@ -78,9 +78,7 @@ class CausalLMPolicy:
         return hashlib.sha256((self.tokenizer.chat_template or "").encode()).hexdigest()[:16]
 
     @torch.no_grad()
-    def generate(
-        self, contexts: Sequence[Sequence[int]], sampling: SamplingConfig, *, generator: Generators = None
-    ) -> list[Generation]:
+    def generate(self, contexts: Sequence[Sequence[int]], sampling: SamplingConfig, *, generator: Generators = None) -> list[Generation]:
         """One turn for each context: sample until a stop token or ``max_new_tokens``.
 
         ``generator``: one for the batch, or a sequence with one per context.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -130,7 +131,7 @@ def _episode(policy: CausalLMPolicy, env: ToolEnv, state: _Running, run_id: str,
         env_options=env_options(env, suite_options),
         initial_messages=tuple(state.reset_info["messages"]),
         policy_model=policy.name,
-        tokenizer=str(policy.tokenizer.name_or_path),
+        tokenizer=recorded_location(policy.tokenizer.name_or_path),
         chat_template_hash=policy.chat_template_hash,
         sandbox=sandbox_info(env),
         writer=writer_info(),
@@ -164,5 +165,18 @@ def expert_demonstration(
         if not last:
             pending = chat.observation_ids(generated, info["messages"], tools)
     return episode_from_expert(
-        env, played, tuple(steps), seed=seed, run_id=run_id, suite_options=suite_options or {}, tokenizer=str(chat.tokenizer.name_or_path)
+        env,
+        played,
+        tuple(steps),
+        seed=seed,
+        run_id=run_id,
+        suite_options=suite_options or {},
+        tokenizer=recorded_location(chat.tokenizer.name_or_path),
     )
+
+
+def recorded_location(name: str | Path) -> str:
+    """A model or tokenizer as the store records it: a local directory as an absolute path (the viewer may run
+    anywhere), a hub name as it is."""
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else str(name)

@@ -7,7 +7,8 @@ import logging
 import typer
 
 from opd import __version__
-from opd.cli import demo, episodes, sandbox, suites, sweep, train, view
+from opd.cli import demo, episodes, evaluation, runs, sandbox, suites, sweep, train, view
+from opd.cli.quiet import quiet_libraries
 
 app = typer.Typer(
     name="opd",
@@ -17,10 +18,11 @@ app = typer.Typer(
 )
 app.command("demo")(demo.demo)
 app.command("train")(train.train_command)
-app.command("eval")(train.eval_command)
+app.command("eval")(evaluation.eval_command)
 app.command("sweep")(sweep.sweep_command)
 app.command("view")(view.view)
 app.add_typer(suites.app, name="suites")
+app.add_typer(runs.app, name="runs")
 app.add_typer(episodes.app, name="episodes")
 app.add_typer(sandbox.app, name="sandbox")
 
@@ -32,8 +34,10 @@ def version() -> None:
 
 
 @app.callback()
-def configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
+def configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages (and let libraries speak).")) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        quiet_libraries()
 
 
 def main() -> None:

@@ -8,12 +8,18 @@ episode to the trajectory store and a PNG plot. See ``opd.distill.demo``.
 
 from __future__ import annotations
 
+import shlex
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from opd.cli.render import console
+from opd.cli.render import console, opd_command
+
+if TYPE_CHECKING:
+    from opd.distill.evaluate import EvalResult
 
 
 def demo(
@@ -41,4 +47,27 @@ def demo(
         outcome = result.arms[arm]
         table.add_row(label, outcome.final_eval.describe(), f"{outcome.labelled_tokens:,}", f"{result.wall_seconds[arm]:.0f} s")
     console.print(table)
-    console.print(f"plot: {result.plot}\nepisodes: opd episodes list --store {where}   (runs 'demo: sft' and 'demo: opd')")
+    console.print(conclusion(result.arms["sft"].final_eval, result.arms["opd"].final_eval), highlight=False)
+    opd, store_path = opd_command(), shlex.quote(_absolute(where))
+    console.print(
+        f"plot: {_absolute(str(result.plot)) if result.plot else '(not written)'}\n"
+        f"look further:\n  {opd} runs list --store {store_path}\n"
+        f"  {opd} episodes list --store {store_path} --run 'demo: opd'\n"
+        f"  {opd} view --store {store_path}\n"
+        f"  {opd} eval {shlex.quote(_absolute(str(result.arms['opd'].checkpoint)))} --store {store_path}",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+def conclusion(sft: EvalResult, opd: EvalResult) -> str:
+    """One line: which arm did better on held-out tasks, and whether the 95% intervals separate them."""
+    ahead, behind = ("OPD", "SFT") if opd.success_rate >= sft.success_rate else ("SFT", "OPD")
+    figures = f"OPD {opd.success_rate:.1%} vs SFT {sft.success_rate:.1%}"
+    if opd.ci_low > sft.ci_high or sft.ci_low > opd.ci_high:
+        return f"conclusion: {figures}: {ahead} is ahead and the difference is outside the 95% intervals (they do not overlap)."
+    return f"conclusion: {figures}: the 95% intervals overlap, so this budget does not separate {ahead} from {behind}."
+
+
+def _absolute(location: str) -> str:
+    return location if "://" in location else str(Path(location).resolve())

@@ -10,10 +10,18 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from opd.agents import replay_episode
 from opd.cli.render import console, describe_usage, fail
 from opd.errors import OpdError
-from opd.trajectories import ANNOTATION_KINDS, DEFAULT_STORE, Episode, EpisodeFilter, TrajectoryStore, default_store_location, sum_usage
+from opd.trajectories import (
+    ANNOTATION_KINDS,
+    DEFAULT_STORE,
+    Episode,
+    EpisodeFilter,
+    TrajectoryStore,
+    default_store_location,
+    find_run,
+    sum_usage,
+)
 from opd.trajectories.inspection import step_divergence
 from opd.trajectories.jsonl import read_jsonl, write_jsonl
 
@@ -30,9 +38,13 @@ def open_store(location: str | None, *, create: bool = False) -> TrajectoryStore
         fail(str(exc))
 
 
-def build_filter(run: str | None, suite: str | None, success: bool | None, annotated: str | None) -> EpisodeFilter:
+def build_filter(
+    trajectories: TrajectoryStore, run: str | None, suite: str | None, success: bool | None, annotated: str | None
+) -> EpisodeFilter:
+    """The episodes asked for; ``run`` is an id, a unique id prefix or a run name (`opd runs list`)."""
     try:
-        return EpisodeFilter(run_id=run, suite=suite, success=success, has_annotation=annotated)
+        run_id = find_run(trajectories.runs(), run).id if run else None
+        return EpisodeFilter(run_id=run_id, suite=suite, success=success, has_annotation=annotated)
     except OpdError as exc:
         fail(str(exc))
 
@@ -43,7 +55,7 @@ _END = {"final_answer": "answer", "max_turns": "turns", "failed": "FAILED"}
 @app.command("list")
 def list_episodes(
     store: str = StoreOption,
-    run: str = typer.Option(None, help="Only this run id."),
+    run: str = typer.Option(None, help="Only this run: its name, id or a unique id prefix (`opd runs list`)."),
     suite: str = typer.Option(None, help="Only this suite."),
     success: bool = typer.Option(None, "--success/--failure", help="Only successful (or failed) episodes."),
     annotated: str = typer.Option(None, help=f"Only episodes with this annotation kind: {', '.join(ANNOTATION_KINDS)}."),
@@ -53,7 +65,7 @@ def list_episodes(
 ) -> None:
     """List episodes, newest first."""
     with open_store(store) as trajectories:
-        where = build_filter(run, suite, success, annotated)
+        where = build_filter(trajectories, run, suite, success, annotated)
         total = trajectories.count_episodes(where)
         rows = trajectories.list_episodes(where, limit=limit, offset=offset)
     table = Table(
@@ -145,13 +157,15 @@ def get_episode(trajectories: TrajectoryStore, episode_id: str) -> Episode:
 def export(
     out: Path = typer.Argument(None, help="JSONL file to write; default standard output."),
     store: str = StoreOption,
-    run: str = typer.Option(None, help="Only this run id."),
+    run: str = typer.Option(None, help="Only this run: its name, id or a unique id prefix (`opd runs list`)."),
     suite: str = typer.Option(None, help="Only this suite."),
 ) -> None:
     """Export episodes as JSON lines (one episode per line, lossless)."""
     with open_store(store) as trajectories:
         runs = {r.id: r for r in trajectories.runs()}
-        pairs = ((e, runs[e.run_id]) for batch in trajectories.iter_episodes(build_filter(run, suite, None, None)) for e in batch)
+        pairs = (
+            (e, runs[e.run_id]) for batch in trajectories.iter_episodes(build_filter(trajectories, run, suite, None, None)) for e in batch
+        )
         if out is None:
             count = write_jsonl(pairs, sys.stdout)
         else:
@@ -188,6 +202,8 @@ def replay(episode_id: str, store: str = StoreOption) -> None:
     with open_store(store) as trajectories:
         episode = get_episode(trajectories, episode_id)
     try:
+        from opd.agents import replay_episode  # imported here: it brings transformers, which `opd --help` should not wait for
+
         report = replay_episode(episode)
     except OpdError as exc:
         fail(f"Cannot replay episode {episode.id}: {exc}")

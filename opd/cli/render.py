@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -23,6 +25,12 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error for the user (no traceback) and exit."""
     console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)  # paths stay whole for copying
     raise typer.Exit(code)
+
+
+def opd_command() -> str:
+    """How this command was invoked (its full path when it was run by path), for commands the user can paste."""
+    invoked = Path(sys.argv[0])
+    return str(invoked.absolute()) if invoked.name == "opd" and invoked.exists() else "opd"
 
 
 def describe_usage(usage: Mapping[str, Any]) -> str:

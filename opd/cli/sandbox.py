@@ -6,14 +6,16 @@ normally; ``cleanup`` is for what a crashed or killed run left behind.
 
 from __future__ import annotations
 
-import docker
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 
 from opd.cli.render import console
-from opd.envs.docker import connect, sweep_containers
-from opd.envs.docker.hardening import COMPOSE_PROJECT_LABEL, KIND_LABEL, OWNER_LABEL, SANDBOX_LABEL, Owner
 from opd.errors import OpdError
+
+if TYPE_CHECKING:
+    import docker
 
 app = typer.Typer(help="Inspect and clean up Docker sandbox containers.", no_args_is_help=True)
 
@@ -21,6 +23,9 @@ app = typer.Typer(help="Inspect and clean up Docker sandbox containers.", no_arg
 @app.command("list")
 def list_sandboxes() -> None:
     """List every opd sandbox container on the engine (compose-started and pool-started)."""
+    # Imported here, not at the top: opd.envs loads the suites, which `opd --help` need not wait for.
+    from opd.envs.docker.hardening import COMPOSE_PROJECT_LABEL, KIND_LABEL, OWNER_LABEL, SANDBOX_LABEL, Owner
+
     client = _connect()
     table = Table()
     table.add_column("name", no_wrap=True)  # never cut: users copy it into docker commands
@@ -42,6 +47,8 @@ def cleanup(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be removed."),
 ) -> None:
     """Remove sandbox containers whose owning process is dead. Compose-started ones are left to `docker compose down`."""
+    from opd.envs.docker import sweep_containers
+
     client = _connect()
     swept = sweep_containers(client, everything=everything, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
@@ -51,6 +58,8 @@ def cleanup(
 
 
 def _connect() -> docker.DockerClient:
+    from opd.envs.docker import connect
+
     try:
         return connect()
     except OpdError as exc:

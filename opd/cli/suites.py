@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from opd.cli.render import console
-from opd.envs import gym_id, make_suite, suite_names
 from opd.errors import OpdError
 
 app = typer.Typer(help="Inspect the registered tool suites.", no_args_is_help=True)
@@ -17,6 +16,8 @@ app = typer.Typer(help="Inspect the registered tool suites.", no_args_is_help=Tr
 @app.command("list")
 def list_suites() -> None:
     """List every registered suite with its Gymnasium id and tools."""
+    from opd.envs import gym_id, make_suite, suite_names  # here, not at the top: `opd --help` need not load the suites
+
     table = Table()
     table.add_column("suite", no_wrap=True)
     table.add_column("gymnasium id", no_wrap=True)  # never cut: users copy it into gymnasium.make
@@ -39,6 +40,8 @@ def list_suites() -> None:
 def show(name: str, difficulty: str = typer.Option(None, help="Suite difficulty, if it takes one.")) -> None:
     """Print a suite's tool schemas (what the model sees) and one sample task."""
     import numpy as np
+
+    from opd.envs import make_suite
 
     try:
         suite = make_suite(name, **({"difficulty": difficulty} if difficulty else {}))

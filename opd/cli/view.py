@@ -6,7 +6,6 @@ import ipaddress
 from pathlib import Path
 
 import typer
-import uvicorn
 from rich.markup import escape
 from sqlalchemy.engine import make_url
 
@@ -14,7 +13,6 @@ from opd.cli.episodes import StoreOption
 from opd.cli.render import console, fail
 from opd.errors import OpdError
 from opd.trajectories import TrajectoryStore, default_store_location
-from opd.trajectories.viewer import create_app
 
 
 def view(
@@ -37,6 +35,10 @@ def view(
     shown = make_url(location).render_as_string(hide_password=True) if "://" in location else str(Path(location).resolve())
     url = escape(f"http://{host}:{port}/")
     console.print(f"opd view: [bold]{url}[/] (store {escape(shown)}, read-only); Ctrl+C stops.", soft_wrap=True, highlight=False)
+    import uvicorn  # imported here, with the web app: only this command serves
+
+    from opd.trajectories.viewer import create_app
+
     uvicorn.run(create_app(location), host=host, port=port, log_level="warning")
 
 

@@ -1,35 +1,52 @@
-"""The training configuration: one frozen dataclass, every field documented, loadable from YAML or TOML.
+"""The training configuration: one frozen, validated config, every field documented, loadable from YAML or TOML.
 
-Unknown keys are errors with a suggestion (``lerning_rate`` -> did you mean
-``learning_rate``?), because a silently ignored typo is a wasted training run.
+``TrainConfig`` is a pydantic dataclass: every field, nested sections
+included, is checked by type and range when the config is built, and text
+that means a number (``1e-3``, which YAML 1.1 reads as a string, or ``"20"``)
+is read as that number. A bad value is reported with the file, the key path,
+what was expected, what came and how to fix it; unknown keys and enumerated
+values get a suggestion (``lerning_rate`` -> did you mean ``learning_rate``?),
+because a silently ignored typo is a wasted training run.
+
+A new section is one frozen dataclass (stdlib or pydantic) or pydantic model
+in its own module and one field here; pydantic validates it from a mapping and
+:func:`config_to_dict` serializes it, with no further code in this module.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
 import tomllib
-import types
-import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from opd.agents.critic import CriticConfig
 from opd.agents.policy import SamplingConfig
 from opd.agents.self_teacher import SelfTeacherConfig
+from opd.distill.config_errors import describe_validation_error, raising_config_errors
 from opd.distill.guard import GuardConfig
 from opd.distill.losses import LossConfig
 from opd.distill.prefix import TeacherPrefixConfig
 from opd.errors import ConfigError
 
-__all__ = ["TrainConfig", "config_to_dict", "load_config"]
+__all__ = ["TrainConfig", "apply_overrides", "config_to_dict", "load_config", "parse_overrides", "recorded_config"]
+
+AtLeastOne = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+# extra="forbid": an unknown key is an error, in nested stdlib-dataclass sections too (they take this config).
+_STRICT = ConfigDict(extra="forbid")
 
 
-@dataclasses.dataclass(frozen=True)
+@raising_config_errors
+@pydantic_dataclass(frozen=True, config=_STRICT)
 class TrainConfig:
     student: str  # hub name or local directory of the student (a transformers causal LM with a chat template)
     teacher: str | None = None  # white-box teacher: hub name or local directory (a transformers causal LM)
@@ -37,26 +54,26 @@ class TrainConfig:
     self_teacher: SelfTeacherConfig | None = None  # teacher-free: the student with privileged context (or its EMA) is the teacher
     suite: str = "calculator"  # a registered tool suite (`opd suites list`)
     suite_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {"difficulty": "easy"}
-    max_turns: int | None = None  # turn limit per episode; None: the suite's default
-    run_name: str = "opd"  # shown in `opd episodes list` and the run record
+    max_turns: AtLeastOne | None = None  # turn limit per episode; None: the suite's default
+    run_name: str = "opd"  # shown in `opd runs list`, `opd episodes list` and the run record
     store: str = "runs/opd.db"  # trajectory store: a SQLite path or a database URL
     output_dir: str = "runs/train"  # checkpoints, metrics.jsonl and TensorBoard logs
     seed: int = 0  # seeds task draws, sampling and off-policy choices; every update's randomness derives from it
-    updates: int = 100  # optimizer steps
-    episodes_per_update: int = 32  # tasks rolled out (and annotated) per update
-    samples_per_task: int = 1  # episodes per task (best of n with keep: best_success)
+    updates: AtLeastOne = 100  # optimizer steps
+    episodes_per_update: AtLeastOne = 32  # tasks rolled out (and annotated) per update
+    samples_per_task: AtLeastOne = 1  # episodes per task (best of n with keep: best_success)
     keep: Literal["all", "best_success"] = "all"  # best_success: per task, only its best verified success (self-imitation)
-    max_labelled_tokens: int | None = None  # stop early once the teacher has labelled this many tokens
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0  # gradient clipping; updates with a non-finite loss or gradient are skipped
+    max_labelled_tokens: AtLeastOne | None = None  # stop early once the teacher has labelled this many tokens
+    learning_rate: Positive = 1e-3
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
+    max_grad_norm: Positive = 1.0  # gradient clipping; updates with a non-finite loss or gradient are skipped
     loss: LossConfig = LossConfig()  # what to minimise: token, step, episode, hybrid or sft
-    teacher_k: int = 64  # top-k log-probs the teacher records per student token
-    offpolicy_fraction: float = 0.0  # lambda: fraction of updates trained on teacher-generated episodes (GKD)
+    teacher_k: AtLeastOne = 64  # top-k log-probs the teacher records per student token
+    offpolicy_fraction: Fraction = 0.0  # lambda: fraction of updates trained on teacher-generated episodes (GKD)
     sampling: SamplingConfig = SamplingConfig(temperature=1.0, max_new_tokens=48)  # how the student samples during training
-    eval_every: int = 10  # updates between evaluations (0: only at the end)
-    eval_episodes: int = 100  # held-out tasks per evaluation, played greedily
-    checkpoint_every: int = 10  # updates between checkpoints (0: only at the end)
+    eval_every: NonNegative = 10  # updates between evaluations (0: only at the end)
+    eval_episodes: AtLeastOne = 100  # held-out tasks per evaluation, played greedily
+    checkpoint_every: NonNegative = 10  # updates between checkpoints (0: only at the end)
     device: str = "cpu"  # cpu, or cuda: under torchrun each process takes cuda:LOCAL_RANK
     teacher_device: str | None = None  # where the white-box teacher runs, e.g. "cuda:1"; None: beside the student
     tensorboard: bool = True  # also write TensorBoard event files beside metrics.jsonl
@@ -64,16 +81,7 @@ class TrainConfig:
     guard: GuardConfig = GuardConfig()  # notice a held-out regression or a divergence spike; warn, stop or roll back
 
     def __post_init__(self) -> None:
-        if self.updates < 1 or self.episodes_per_update < 1:
-            raise ConfigError("updates and episodes_per_update must be at least 1.")
-        if not 0.0 <= self.offpolicy_fraction <= 1.0:
-            raise ConfigError(f"offpolicy_fraction must lie in [0, 1], got {self.offpolicy_fraction}.")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}.")
-        if self.samples_per_task < 1 or self.keep not in ("all", "best_success"):
-            raise ConfigError(
-                f"samples_per_task must be at least 1 and keep 'all' or 'best_success'; got {self.samples_per_task}, {self.keep!r}."
-            )
+        # Checks across fields; each field alone was validated by its type before this runs.
         if self.teacher is not None and self.self_teacher is not None:
             raise ConfigError("Set teacher (white-box) or self_teacher (teacher-free), not both: one source of token log-probs.")
         if self.loss.needs_logits and self.teacher is None and self.self_teacher is None:
@@ -89,8 +97,15 @@ class TrainConfig:
             )
 
 
-def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    """Read a YAML (.yaml/.yml) or TOML (.toml) file; ``overrides`` replace top-level keys."""
+_ADAPTER = TypeAdapter(TrainConfig)
+
+
+def load_config(path: str | Path, *, settings: Sequence[str] = (), **overrides: Any) -> TrainConfig:
+    """Read a YAML (.yaml/.yml) or TOML (.toml) file.
+
+    ``settings`` are command-line overrides (``"loss.kind=step"``, values read as YAML) merged into
+    the file's sections; ``overrides`` replace whole top-level keys.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"No config file at {path}.")
@@ -101,43 +116,67 @@ def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
         raise ConfigError(f"{path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of settings at the top level.")
-    return from_mapping(TrainConfig, {**data, **overrides}, where=str(path))
+    where = f"{path} (with {' '.join(settings)})" if settings else str(path)
+    return from_mapping(apply_overrides({**data, **overrides}, parse_overrides(settings)), where=where)
 
 
-def from_mapping(cls: type, data: Mapping[str, Any], *, where: str) -> Any:
-    """Build dataclass ``cls`` from ``data``, recursing into dataclass fields; unknown keys get a suggestion."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    for key in data:
-        if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else f" Known keys: {', '.join(fields)}."
-            raise ConfigError(f"{where}: unknown key {key!r}.{hint}")
-    values = {}
-    for key, value in data.items():
-        nested = [k for k in (typing.get_args(hints[key]) or (hints[key],)) if dataclasses.is_dataclass(k)]  # X or X | None
-        if nested and isinstance(value, Mapping):
-            value = from_mapping(nested[0], value, where=f"{where}: {key}")
-        values[key] = value
-    missing = [
-        name
-        for name, f in fields.items()
-        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ConfigError(f"{where}: missing required key(s) {missing}.")
+def from_mapping(data: Mapping[str, Any], *, where: str) -> TrainConfig:
+    """Validate ``data`` into a :class:`TrainConfig`; every problem becomes one line of a :class:`ConfigError`."""
     try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+        return _ADAPTER.validate_python(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, TrainConfig, where=where)) from None
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["loss.kind=step", "learning_rate=1e-3"]`` -> ``{"loss": {"kind": "step"}, "learning_rate": "1e-3"}``.
+
+    Values are read as YAML (``null``, ``true``, ``{difficulty: easy}``); numbers written as text are
+    converted by the config's validation, as in a file.
+    """
+    nested: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"An override is KEY=VALUE with KEY a dotted path (loss.kind=step); got {item!r}.")
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"The value of override {item!r} is not valid YAML: {exc}") from None
+        *parents, leaf = key.split(".")
+        section = nested
+        for part in parents:
+            section = section.setdefault(part, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"Override {item!r} sets a key inside {part!r}, which another override set to a value.")
+        section[leaf] = value
+    return nested
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with ``overrides`` merged in: a mapping merges into the section it names, anything else replaces."""
+    merged = dict(data)
+    for key, value in overrides.items():
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = apply_overrides(current, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
-    """A JSON-able dict of a config (for the run record and checkpoints)."""
-    return json.loads(json.dumps(dataclasses.asdict(config), default=_jsonable))
+    """A JSON-able dict of a config (for the run record and checkpoints); nested sections of any kind are serialized."""
+    return TypeAdapter(type(config)).dump_python(config, mode="json")
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, types.MappingProxyType):
-        return dict(value)
-    return str(value)
+def recorded_config(config: TrainConfig) -> dict[str, Any]:
+    """The config as a run and its checkpoints record it: local paths made absolute, so that the viewer and
+    ``opd eval`` find the models and the store from any directory."""
+    recorded = config_to_dict(config)
+    for key in ("student", "teacher", "store", "output_dir"):
+        value = recorded[key]
+        local = key in ("store", "output_dir") or (value is not None and Path(value).expanduser().exists())
+        if value is not None and local and "://" not in value:
+            recorded[key] = str(Path(value).expanduser().resolve())
+    return recorded

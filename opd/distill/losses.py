@@ -51,7 +51,7 @@ from opd.distill.divergences import get_divergence
 from opd.distill.sampled import token_logprobs
 from opd.distill.step_weights import StepWeights, step_weights_BT
 from opd.distill.token_divergence import token_divergence
-from opd.errors import ConfigError
+from opd.errors import ConfigError, UnknownNameError
 
 __all__ = ["LOSS_KINDS", "LOSS_TERMS", "LossConfig", "LossResult", "LossTotals", "compute_loss", "loss_totals", "teacher_uncertainty"]
 
@@ -90,7 +90,10 @@ class LossConfig:
             )
         if self.uncertainty not in ("none", "weight", "gate") or not 0.0 <= self.uncertainty_threshold <= 1.0:
             raise ConfigError(f"uncertainty must be none, weight or gate with a threshold in [0, 1]; got {self.uncertainty!r}.")
-        get_divergence(self.divergence, **self.divergence_params)  # fail early on a bad name or parameter
+        try:  # fail early on a bad name or parameter
+            get_divergence(self.divergence, **self.divergence_params)
+        except UnknownNameError as exc:  # a ValueError, so that config validation reports it at its key
+            raise ConfigError(f"divergence: {exc}") from None
         if self.step_weights.by != "none" and "token" not in self.terms:
             raise ConfigError(
                 f"step_weights weigh the token term; the {self.kind!r} loss has none (use kind: token, or hybrid with token)."

@@ -34,13 +34,16 @@ from opd.agents.self_teacher import SelfTeacher
 from opd.agents.teacher import WhiteBoxTeacher
 from opd.distill.batch import make_batch
 from opd.distill.checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
-from opd.distill.config import TrainConfig, config_to_dict
+from opd.distill.config import TrainConfig, recorded_config
 from opd.distill.distributed import DistributedContext, distributed
 from opd.distill.evaluate import EvalResult, evaluate
+from opd.distill.evaluation_runs import eval_settings, evaluation_run, store_evaluation
 from opd.distill.guard import Guard
+from opd.distill.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
 from opd.distill.losses import LossTotals, compute_loss, loss_totals
 from opd.distill.metrics import MetricsWriter
 from opd.distill.prefix import PrefixPolicy, hand_over, prefix_steps
+from opd.distill.resume import starting_checkpoint
 from opd.envs import ToolEnv
 from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, critique_ledger
 
@@ -63,21 +66,43 @@ class TrainResult:
     critique_usage: Mapping[str, float | None] | None = None  # the run's cost ledger when a critic graded steps
 
 
-def train(config: TrainConfig, *, resume: bool = True, progress: Progress | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = True,
+    force: bool = False,
+    progress: Progress | None = None,
+    origin: Mapping[str, Any] | None = None,
+) -> TrainResult:
     """Run (or resume) the loop described by ``config``; returns the final evaluation and checkpoint.
+
+    ``resume=False`` archives what ``output_dir`` holds and starts over; resuming refuses a
+    checkpoint written under a config that differs in a setting that matters unless ``force``
+    (see ``opd.distill.resume``). ``origin`` (e.g. the config file and command-line overrides)
+    is recorded in the run. On SIGINT/SIGTERM the update in flight finishes, a checkpoint is
+    written and :class:`~opd.distill.interrupt.TrainingInterrupted` is raised.
 
     Under ``torchrun`` every process runs this with its share of each update's
     episodes (see ``opd.distill.distributed``); rank 0 evaluates, checkpoints and
     writes metrics, and every rank returns the same result.
     """
-    with distributed(config.device) as ctx:
-        return _train(config, ctx, resume=resume, progress=progress)
+    recorded = {**recorded_config(config), **({"origin": dict(origin)} if origin else {})}
+    with distributed(config.device) as ctx, stop_on_signals() as stop:
+        previous = ctx.main_only(lambda: starting_checkpoint(config.output_dir, recorded, resume=resume, force=force))
+        return _train(config, ctx, previous=previous, recorded=recorded, stop=stop, progress=progress)
 
 
-def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progress: Progress | None) -> TrainResult:
+def _train(
+    config: TrainConfig,
+    ctx: DistributedContext,
+    *,
+    previous: Path | None,
+    recorded: dict[str, Any],
+    stop: StopRequest,
+    progress: Progress | None,
+) -> TrainResult:
     output = Path(config.output_dir)
     checkpoints = output / "checkpoints"
-    previous = ctx.main_only(lambda: latest_checkpoint(checkpoints) if resume else None)  # one decision for all ranks
     student = CausalLMPolicy.from_pretrained(str(previous / "model") if previous else config.student, device=str(ctx.device))
     student.name = config.student
     teacher_device = config.teacher_device or str(ctx.device)
@@ -92,7 +117,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
     optimizer = torch.optim.AdamW(student.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     state = ctx.broadcast(load_checkpoint(previous, optimizer) if previous else TrainerState(0, 0, 0, Run().id, 0.0))  # one run id
     share = ctx.shard(config.episodes_per_update)
-    metrics = MetricsWriter(output, tensorboard=config.tensorboard) if ctx.is_main else None
+    metrics = MetricsWriter(output, tensorboard=config.tensorboard, resumed_at=state.update) if ctx.is_main else None
     curve: list[tuple[int, int, float, float]] = []
     last_eval: tuple[int, EvalResult] | None = None
 
@@ -103,10 +128,10 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
     guard = _start_guard(config, ctx, state.update, evaluate_student, student, optimizer)
     ctx.main_only(lambda: TrajectoryStore(config.store).close())  # rank 0 creates or migrates the store before the others open it
     with TrajectoryStore(config.store) as store:
-        recorded = {**config_to_dict(config), "world_size": ctx.world_size}
-        run = Run(id=state.run_id, name=config.run_name, config=recorded, code_version=__version__)
+        run = Run(id=state.run_id, name=config.run_name, config={**recorded, "world_size": ctx.world_size}, code_version=__version__)
         ctx.main_only(lambda: store.add_run(run))  # before any rank writes an episode of it
         started = time.perf_counter() - state.wall_seconds
+        interrupted, saved = False, previous
         for update in range(state.update, config.updates):
             if config.max_labelled_tokens is not None and state.labelled_tokens >= config.max_labelled_tokens:
                 break
@@ -165,20 +190,27 @@ def _train(config: TrainConfig, ctx: DistributedContext, *, resume: bool, progre
                 metrics.write(update + 1, values)
             if progress is not None and ctx.is_main:
                 progress(update + 1, values)
-            stopping = guard is not None and guard.stop
-            if _due(update + 1, config.checkpoint_every, config.updates) or budget_spent or stopping:
-                ctx.main_only(functools.partial(save_checkpoint, checkpoints, student.model, student.tokenizer, optimizer, state))
-            if stopping:
+            interrupted = bool(ctx.sum_metrics({"stop": float(stop.requested)})["stop"])  # every rank stops at the same update
+            stopping = guard is not None and guard.stop  # the guard ends the run (a regression under action: stop)
+            if _due(update + 1, config.checkpoint_every, config.updates) or budget_spent or interrupted or stopping:
+                saved = ctx.main_only(
+                    functools.partial(save_checkpoint, checkpoints, student.model, student.tokenizer, optimizer, state, recorded)
+                )
+            if interrupted or stopping:
                 break
         usage = ctx.main_only(lambda: store.critique_usage(EpisodeFilter(run_id=state.run_id))) if critic is not None else None
     if metrics is not None:
         metrics.close()
     if critic is not None:
         critic.close()
+    if interrupted:
+        raise TrainingInterrupted(stop.signal_name or "a signal on another rank", state.update, saved)
     final = last_eval[1] if last_eval is not None and last_eval[0] == state.update else ctx.main_only(evaluate_student)
     last = ctx.main_only(
-        lambda: latest_checkpoint(checkpoints) or save_checkpoint(checkpoints, student.model, student.tokenizer, optimizer, state)
+        lambda: latest_checkpoint(checkpoints) or save_checkpoint(checkpoints, student.model, student.tokenizer, optimizer, state, recorded)
     )
+    stored = evaluation_run(final, model=str(last), label=config.run_name, evaluates_run=state.run_id, **eval_settings(config))
+    ctx.main_only(lambda: store_evaluation(config.store, stored))  # shown beside the run's rollout success (`opd runs list`, viewer)
     return TrainResult(state.run_id, state.update, state.labelled_tokens, state.skipped_updates, final, last, tuple(curve), usage)
 
 

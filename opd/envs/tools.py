@@ -25,7 +25,7 @@ import pydantic
 from transformers.utils.chat_template_utils import get_json_schema
 
 from opd.envs.sandbox import ExecLimits
-from opd.errors import ConfigError
+from opd.errors import ConfigError, ToolError
 
 if TYPE_CHECKING:
     from opd.envs.sandbox import Sandbox
@@ -50,7 +50,7 @@ class ToolContext:
     limits: ExecLimits = ExecLimits()
 
 
-class ToolArgumentError(Exception):
+class ToolArgumentError(ToolError):
     """The model called a tool with invalid arguments. Shown to the model, never raised out of an env."""
 
 

@@ -21,6 +21,7 @@ from opd.trajectories.records import (
     new_id,
     sum_usage,
 )
+from opd.trajectories.runs import EVALUATION_KIND, evaluations_by_run, find_run
 from opd.trajectories.store import ANNOTATION_KINDS, EpisodeFilter, EpisodeSummary, TrajectoryStore
 
 DEFAULT_STORE = "runs/opd.db"
@@ -34,6 +35,7 @@ def default_store_location() -> str:
 __all__ = [
     "ANNOTATION_KINDS",
     "DEFAULT_STORE",
+    "EVALUATION_KIND",
     "Annotations",
     "Episode",
     "EpisodeFilter",
@@ -48,6 +50,8 @@ __all__ = [
     "default_store_location",
     "episode_from_json",
     "episode_to_json",
+    "evaluations_by_run",
+    "find_run",
     "new_id",
     "sum_usage",
     "read_jsonl",

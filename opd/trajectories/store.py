@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opd.errors import ConfigError
+from opd.errors import ConfigError, NotInStoreError
 from opd.trajectories import convert
 from opd.trajectories.bulk import BulkInsert
 from opd.trajectories.database import open_engines
@@ -204,7 +204,7 @@ class TrajectoryStore:
         with self._engines.write.begin() as connection:
             row = connection.execute(sa.select(_EPISODES.c.num_steps).where(_EPISODES.c.id == episode_id)).first()
             if row is None:
-                raise KeyError(f"No episode {episode_id!r} in {self!r}.")
+                raise NotInStoreError(f"No episode {episode_id!r} in {self!r}.")
             steps = _steps(connection, [episode_id]).get(episode_id, [])
             for kind, rows in _annotation_rows(episode_id, annotations, steps).items():
                 self._inserts[kind].run(connection, rows)
@@ -215,7 +215,7 @@ class TrajectoryStore:
         with self._engines.read.connect() as connection:
             row = connection.execute(sa.select(_RUNS).where(_RUNS.c.id == run_id)).mappings().first()
         if row is None:
-            raise KeyError(f"No run {run_id!r} in {self!r}.")
+            raise NotInStoreError(f"No run {run_id!r} in {self!r}.")
         return convert.run_from_row(row)
 
     def runs(self) -> list[Run]:
@@ -232,9 +232,9 @@ class TrajectoryStore:
                 .all()
             )
             if not rows:
-                raise KeyError(f"No episode {episode_id!r} in {self!r}.")
+                raise NotInStoreError(f"No episode {episode_id!r} in {self!r}.")
             if len(rows) > 1:
-                raise KeyError(f"Episode id prefix {episode_id!r} is ambiguous; give more characters.")
+                raise NotInStoreError(f"Episode id prefix {episode_id!r} is ambiguous; give more characters.")
             return _load_episodes(connection, rows)[0]
 
     def has_episode(self, episode_id: str) -> bool:

@@ -23,6 +23,9 @@ def test_demo_quick(tmp_path: Path) -> None:
     for row in ("teacher (2 layers, d=128)", "student start", "student after off-policy SFT", "student after OPD"):
         assert row in result.output
     assert (tmp_path / "demo" / "success_vs_tokens.png").stat().st_size > 10_000
+    assert "conclusion: OPD " in result.output and "95% intervals" in result.output
+    assert f"episodes list --store {store} --run 'demo: opd'" in result.output
+    assert "Loading weights" not in result.output and "Writing model shards" not in result.output  # no third-party bars
     with TrajectoryStore(store) as trajectories:
         runs = {run.name: run for run in trajectories.runs()}
         assert {"demo: sft", "demo: opd"} <= set(runs)

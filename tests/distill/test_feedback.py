@@ -25,7 +25,7 @@ from opd.distill.losses import LossConfig
 from opd.distill.taxonomy import CELLS, Cell
 from opd.distill.train import best_successes, train
 from opd.envs import ToolEnv
-from opd.trajectories import EpisodeFilter, TrajectoryStore
+from opd.trajectories import EVALUATION_KIND, EpisodeFilter, TrajectoryStore
 
 OPTIONS = {"difficulty": "easy", "prompt_style": "terse", "max_value": 99}
 PRIVILEGED_WORDS = "(Privileged, for grading: the verified answer is a verified solution is: then)"
@@ -95,7 +95,7 @@ def test_every_cell_trains_through_opd_train(cell: Cell, models, judge_server, t
     lines = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     assert [line["update"] for line in lines] == [1, 2]
     with TrajectoryStore(settings["store"]) as store:
-        (run,) = store.runs()
+        (run,) = [r for r in store.runs() if r.config.get("kind") != EVALUATION_KIND]  # training stores its evaluation too
         episodes = [e for batch in store.iter_episodes(EpisodeFilter(run_id=run.id)) for e in batch]
     per_update = 3 * settings.get("samples_per_task", 1)
     assert len(episodes) == 2 * per_update

@@ -7,6 +7,7 @@ Steps travel as JSON and the page's script inserts every string with
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -33,10 +34,21 @@ def episode_steps(
     found = store.list_episodes(EpisodeFilter(episode_id=episode_id), limit=1)
     if not found:
         raise HTTPException(404, f"No episode {episode_id!r} in this store.")
-    decoder = load_decoder(found[0].tokenizer)
+    decoder = load_decoder(found[0].tokenizer) or load_decoder(_beside_store(found[0].tokenizer, request))
     steps, annotations = store.get_steps(episode_id, start, min(stop, start + MAX_STEPS))
     # Plain JSON types already: JSONResponse skips FastAPI's generic encoder, which costs more than building the steps.
     return JSONResponse({"steps": [_step(s, annotations, teacher, decoder) for s in steps], "decoded": decoder is not None})
+
+
+def _beside_store(tokenizer: str, request: Request) -> str:
+    """A relative tokenizer path (written before paths were recorded absolute), looked up from the store's directory
+    and its parents: training usually ran in one of them (``runs/opd.db`` beside ``runs/demo/models/...``)."""
+    location = request.app.state.stores.location
+    if not tokenizer or Path(tokenizer).is_absolute() or "://" in location:
+        return ""
+    directory = Path(location).resolve().parent
+    found = next((base / tokenizer for base in (directory, *directory.parents) if (base / tokenizer).exists()), None)
+    return str(found) if found else ""
 
 
 def _step(step: Step, annotations: Annotations, teacher: str, decoder: TokenDecoder | None) -> dict[str, Any]:

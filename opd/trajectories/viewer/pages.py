@@ -13,6 +13,7 @@ from collections import defaultdict
 
 from fastapi import APIRouter, Request, Response
 
+from opd.trajectories.runs import EVALUATION_KIND, evaluations_by_run
 from opd.trajectories.store import EpisodeStats, TrajectoryStore
 from opd.trajectories.viewer.compare import compare_tasks, plot_curves, success_curve
 from opd.trajectories.viewer.filters import parse_filters
@@ -55,8 +56,12 @@ def runs_page(request: Request) -> Response:
     stats: dict[str, list[EpisodeStats]] = defaultdict(list)
     for s in store.episode_stats():
         stats[s.run_id].append(s)
-    runs = [(run, stats[run.id], RunTotals.of(stats[run.id])) for run in reversed(store.runs())]
-    return render(request, "runs.html", {"runs": runs, "location": request.app.state.stores.location})
+    everything = store.runs()
+    runs = [(run, stats[run.id], RunTotals.of(stats[run.id])) for run in reversed(everything)]
+    evaluations = evaluations_by_run(everything)  # a run's held-out figure sits beside its rollout success
+    evaluations.update({run.id: run for run in everything if run.config.get("kind") == EVALUATION_KIND})
+    context = {"runs": runs, "evaluations": evaluations, "location": request.app.state.stores.location}
+    return render(request, "runs.html", context)
 
 
 @router.get("/episodes")

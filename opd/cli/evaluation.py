@@ -1,0 +1,86 @@
+"""``opd eval MODEL``: a policy's greedy success on held-out tasks, stored as a run of its own.
+
+Given a checkpoint, the evaluation uses the suite, suite options and turn limit
+the run trained with (recorded in the checkpoint), so ``opd eval CHECKPOINT``
+reproduces the figure training reported; ``--suite``, ``-o`` and
+``--max-turns`` override them. ``-o`` values are read as YAML, so
+``-o max_value=99`` is the number 99.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+import yaml
+
+from opd.cli.render import console, fail
+from opd.errors import OpdError
+
+
+def eval_command(
+    model: str = typer.Argument(..., help="Checkpoint directory (runs/train/checkpoints/update-...) or hub name of the policy."),
+    suite: str = typer.Option(None, help="Registered tool suite (default: the checkpoint's, else calculator)."),
+    option: list[str] = typer.Option([], "--option", "-o", help="Suite option KEY=VALUE (repeatable); replaces the checkpoint's."),
+    episodes: int = typer.Option(None, min=1, help="Held-out tasks to play (default: the run's eval_episodes, else 100)."),
+    max_turns: int = typer.Option(None, min=1, help="Turn limit (default: the checkpoint's, else the suite's)."),
+    store: str = typer.Option(None, "--store", "-s", help="Store the episodes as an evaluation run here (default: the run's store)."),
+    no_store: bool = typer.Option(False, "--no-store", help="Do not store the episodes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Measure a policy's greedy success rate on held-out tasks, with a 95% confidence interval."""
+    from opd.agents.policy import CausalLMPolicy
+    from opd.distill.evaluate import evaluate
+    from opd.distill.evaluation_runs import evaluation_run, store_evaluation, trained_model
+    from opd.trajectories import default_store_location, new_id
+
+    trained = trained_model(model)
+    suite = suite or trained.config.get("suite") or "calculator"
+    options = {**(trained.config.get("suite_options") or {}), **_parse_options(option)}
+    max_turns = max_turns if max_turns is not None else trained.config.get("max_turns")
+    episodes = episodes or trained.config.get("eval_episodes") or 100
+    where = None if no_store else store or trained.config.get("store") or default_store_location()
+    run_id = new_id()
+    try:
+        policy = CausalLMPolicy.from_pretrained(trained.weights)
+        result, played = evaluate(policy, suite, suite_options=options, episodes=episodes, max_turns=max_turns, run_id=run_id)
+        if where is not None:
+            label = trained.config.get("run_name") or model
+            run = evaluation_run(
+                result,
+                model=model,
+                label=label,
+                evaluates_run=trained.run_id,
+                suite=suite,
+                options=options,
+                max_turns=max_turns,
+                run_id=run_id,
+            )
+            store_evaluation(where, run, played)
+    except (OpdError, OSError) as exc:
+        fail(str(exc))
+    if as_json:
+        summary = {"success_rate": result.success_rate, "ci_low": result.ci_low, "ci_high": result.ci_high, "episodes": result.episodes}
+        typer.echo(json.dumps({**summary, "run_id": run_id, "suite": suite, "suite_options": options, "max_turns": max_turns}))
+        return
+    shown = ", ".join(f"{k}={v}" for k, v in options.items())
+    console.print(
+        f"{model} on {suite}{f' ({shown})' if shown else ''}: success {result.describe()}, mean reward {result.mean_reward:.3f}",
+        soft_wrap=True,
+    )
+    if where is not None:
+        console.print(f"stored as evaluation run {run_id[:8]} in {where}", soft_wrap=True)
+
+
+def _parse_options(items: list[str]) -> dict[str, Any]:
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--option expects KEY=VALUE, got {item!r}.")
+        try:
+            options[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            options[key] = value  # not YAML: the text itself
+    return options
