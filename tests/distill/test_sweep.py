@@ -62,7 +62,8 @@ def test_opd_sweep_trains_the_grid_stores_it_fits_and_plots(models, tmp_path: Pa
     assert all(p["heldout_loss"] > 0 for p in points) and points[1]["labelled_tokens"] > points[0]["labelled_tokens"]
     assert (tmp_path / "sweep" / "scaling.png").stat().st_size > 10_000
     with TrajectoryStore(tmp_path / "store.db") as store:
-        assert {run.name for run in store.runs()} == {"sweep: student 0", "sweep: student 1"}
+        names = {run.name for run in store.runs()}
+    assert {"sweep: student 0", "sweep: student 1"} <= names  # beside them, the stored evaluations of each budget's end
     again = CliRunner().invoke(app, ["sweep", str(tmp_path / "sweep.yaml")], env={"COLUMNS": "200"})
     assert again.exit_code == 0 and "budget" not in again.output.split("fitting")[1].split("~")[0]  # nothing retrained
     assert len((tmp_path / "sweep" / "sweep.jsonl").read_text().splitlines()) == 4
