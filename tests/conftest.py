@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).parents[1]
 # Suites that run on the local backend; those that need isolation are tested on Docker in tests/envs/docker.
 LOCAL_SUITES = [name for name in opd.envs.suite_names() if not opd.envs.make_suite(name).requires_isolation]
 # The compose service (and pool kind) each isolated suite runs on.
-SANDBOX_KIND = {"python": "python", "files": "shell"}
+SANDBOX_KIND = {"python": "python", "files": "shell", "logs": "shell"}
 
 
 @pytest.fixture(scope="session")

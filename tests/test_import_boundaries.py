@@ -1,8 +1,10 @@
-"""The architecture's arrows, enforced: envs and trajectories are leaves, nothing imports cli."""
+"""The architecture's arrows, enforced: envs and trajectories are leaves, nothing imports cli, sandboxes know no tools."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,13 @@ ALLOWED: dict[str, set[str]] = {
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "envs": {"torch", "sqlmodel", "sqlalchemy", "litellm"},
     "trajectories": {"torch", "docker", "transformers", "litellm", "gymnasium"},
+}
+
+# Module -> opd modules it must not import: a sandbox offers exec, files and reset; tools use it, never the reverse.
+FORBIDDEN_MODULES: dict[str, set[str]] = {
+    "opd.envs.sandbox": {"opd.envs.tools", "opd.envs.tool_runner", "opd.envs.suite", "opd.envs.tool_env"},
+    "opd.envs.docker": {"opd.envs.tools", "opd.envs.tool_runner", "opd.envs.suite", "opd.envs.tool_env"},
+    "opd.envs.tools": {"opd.envs.suite", "opd.envs.tool_env"},
 }
 
 
@@ -60,6 +69,11 @@ def violations(root: Path) -> list[str]:
         package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
         source_part = part_of(module.removesuffix(".__init__")) or "__init__"
         for imported in imported_modules(path, package):
+            module_rule = next(
+                (rule for prefix, rule in FORBIDDEN_MODULES.items() if module == prefix or module.startswith(prefix + ".")), ()
+            )
+            if any(imported == bad or imported.startswith(bad + ".") for bad in module_rule):
+                found.append(f"{relative}: {module} must not import {imported}")
             target = part_of(imported)
             if target is None:
                 if imported.split(".")[0] in FORBIDDEN_THIRD_PARTY.get(source_part, set()):
@@ -84,6 +98,8 @@ def test_opd_imports_point_one_way() -> None:
         ("distill/bad.py", "from opd.cli import app\n", "distill -> cli"),
         ("envs/sub/bad.py", "from ...trajectories import store\n", "envs -> trajectories"),
         ("trajectories/bad.py", "import torch\n", "must not import torch"),
+        ("envs/sandbox.py", "from opd.envs.tools import Tool\n", "opd.envs.sandbox must not import opd.envs.tools"),
+        ("envs/docker/sandbox.py", "from opd.envs.tools import Tool\n", "opd.envs.docker.sandbox must not import opd.envs.tools"),
     ],
 )
 def test_checker_catches_a_wrong_arrow(tmp_path: Path, filename: str, source: str, expected: str) -> None:
@@ -102,3 +118,10 @@ def test_checker_accepts_the_allowed_arrows(tmp_path: Path) -> None:
         "from opd.envs import ToolEnv\nfrom ..trajectories import store\nfrom opd.errors import OpdError\n"
     )
     assert violations(root) == []
+
+
+def test_importing_the_envs_loads_no_model_code() -> None:
+    # A fresh interpreter: this test process has long imported torch through other tests.
+    code = "import sys, opd.envs; print(sorted(m for m in ('torch', 'transformers', 'docker') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"

@@ -115,4 +115,6 @@ def episode_from_expert(
 
 def sandbox_info(env: ToolEnv) -> dict[str, Any]:
     """The sandbox settings an episode ran under, as the store keeps them."""
-    return {"backend": type(env.sandbox).__name__, "isolated": env.sandbox.isolated}
+    describe = getattr(env.sandbox, "describe", None)  # a backend may say more: which container, which engine
+    limits = {"timeout_s": env.limits.timeout_s, "max_output_chars": env.limits.max_output_chars}
+    return {"backend": type(env.sandbox).__name__, "isolated": env.sandbox.isolated, "limits": limits, **(describe() if describe else {})}

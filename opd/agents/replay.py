@@ -12,7 +12,7 @@ import dataclasses
 from opd.envs import Sandbox, ToolEnv
 from opd.trajectories import Episode
 
-__all__ = ["ReplayReport", "StepDifference", "replay_episode"]
+__all__ = ["ReplayReport", "StepDifference", "env_for", "replay_episode"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,19 +34,29 @@ class ReplayReport:
         return self.prompt_matches and not self.differences
 
 
-def replay_episode(episode: Episode, *, sandbox: Sandbox | None = None) -> ReplayReport:
-    """Re-run ``episode``'s recorded actions in a new env built from its recorded options and seed."""
+def env_for(episode: Episode, *, sandbox: Sandbox | None = None) -> ToolEnv:
+    """A new env like the one ``episode`` ran in, from its recorded options (not yet reset)."""
     options = dict(episode.env_options)
-    env = ToolEnv(
+    return ToolEnv(
         episode.suite,
         sandbox=sandbox,
         max_turns=options.get("max_turns"),
         max_action_chars=options.get("max_action_chars", 16_384),
         **options.get("suite_options", {}),
     )
+
+
+def recorded_prompt(episode: Episode, default: str) -> str:
+    """The task prompt the episode began with (its first user message)."""
+    return next((m["content"] for m in episode.initial_messages if m.get("role") == "user"), default)
+
+
+def replay_episode(episode: Episode, *, sandbox: Sandbox | None = None) -> ReplayReport:
+    """Re-run ``episode``'s recorded actions in a new env built from its recorded options and seed."""
+    env = env_for(episode, sandbox=sandbox)
     try:
         prompt, _ = env.reset(seed=episode.seed)
-        recorded_prompt = next((m["content"] for m in episode.initial_messages if m.get("role") == "user"), prompt)
+        recorded = recorded_prompt(episode, prompt)
         differences = []
         for step in episode.steps:
             observation, *_ = env.step(step.action)
@@ -54,4 +64,4 @@ def replay_episode(episode: Episode, *, sandbox: Sandbox | None = None) -> Repla
                 differences.append(StepDifference(step.index, step.observation, observation))
     finally:
         env.close()
-    return ReplayReport(episode.id, len(episode.steps), prompt == recorded_prompt, tuple(differences))
+    return ReplayReport(episode.id, len(episode.steps), prompt == recorded, tuple(differences))

@@ -20,10 +20,10 @@ from opd.agents.chat_tokens import ChatTokens
 from opd.agents.policy import CausalLMPolicy, Generators, SamplingConfig
 from opd.agents.recording import env_options, episode_from_expert, sandbox_info, step_record, writer_info
 from opd.envs import StepResult, ToolEnv, ToolEnvBatch, play_expert
-from opd.errors import SandboxError
+from opd.errors import ConfigError, SandboxError
 from opd.trajectories import Episode, Step
 
-__all__ = ["collect_episodes", "expert_demonstration"]
+__all__ = ["Prefix", "collect_episodes", "expert_demonstration"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,18 @@ class _Running:
     failure: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Prefix:
+    """Where a resumed episode stands: its env already replayed to here, and every token so far."""
+
+    seed: int
+    reset_info: Mapping[str, Any]  # what the env's reset returned (messages, tools, task id)
+    last_info: Mapping[str, Any]  # what its last replayed step returned
+    steps: tuple[Step, ...]  # the steps before this point
+    context: tuple[int, ...]  # every token so far, ``pending`` included
+    pending: tuple[int, ...]  # the tokens appended since the policy last wrote: the next step's prefix
+
+
 def collect_episodes(
     policy: CausalLMPolicy,
     envs: Sequence[ToolEnv],
@@ -51,18 +63,17 @@ def collect_episodes(
     generator: Generators = None,
     suite_options: Mapping[str, Any] | None = None,
     max_context_tokens: int | None = None,
+    prefixes: Sequence[Prefix] | None = None,
 ) -> list[Episode]:
     """Play one episode per env (env ``i`` reset with ``seeds[i]``) and return the records, in env order.
 
     ``generator``: one for the batch, or one per env; with one per env, episode ``i``
     depends only on its env, its seed and ``generator[i]``, not on the other envs.
+    ``prefixes``: one per env, already replayed to it (not reset): the episodes go on from there.
     """
     batch = ToolEnvBatch(envs)
     limit = max_context_tokens or getattr(policy.model.config, "max_position_embeddings", 1 << 30)
-    running = []
-    for (_, info), seed in zip(batch.reset(seeds), seeds, strict=True):
-        prompt = policy.chat.prompt_ids(info["messages"], info["tools"])
-        running.append(_Running(seed=seed, reset_info=info, context=list(prompt), pending=list(prompt)))
+    running = _start(policy, batch, seeds) if prefixes is None else _resume(batch, prefixes)
     while batch.active:
         active = [i for i in batch.active if _fits(running[i], sampling, limit)]
         for i in set(batch.active) - set(active):
@@ -91,6 +102,35 @@ def collect_episodes(
                 state.pending = policy.chat.observation_ids(generation.token_ids, result.info["messages"], state.reset_info["tools"])
                 state.context.extend(state.pending)
     return [_episode(policy, env, state, run_id, suite_options or {}) for env, state in zip(envs, running, strict=True)]
+
+
+def _start(policy: CausalLMPolicy, batch: ToolEnvBatch, seeds: Sequence[int]) -> list[_Running]:
+    running = []
+    failures: dict[int, SandboxError] = {}  # envs whose sandbox failed at reset: their episodes fail, the others go on
+    for index, ((_, info), seed) in enumerate(zip(batch.reset(seeds, failures=failures), seeds, strict=True)):
+        prompt = [] if index in failures else policy.chat.prompt_ids(info["messages"], info["tools"])
+        running.append(_Running(seed=seed, reset_info=info, context=list(prompt), pending=list(prompt)))
+        if index in failures:
+            logger.warning("Episode in env %d failed at reset: %s", index, failures[index])
+            running[-1].failure = f"sandbox failure: {failures[index]}"
+    return running
+
+
+def _resume(batch: ToolEnvBatch, prefixes: Sequence[Prefix]) -> list[_Running]:
+    if len(prefixes) != len(batch):
+        raise ConfigError(f"Expected one prefix per env ({len(batch)}), got {len(prefixes)}.")
+    batch.resume()
+    return [
+        _Running(
+            seed=p.seed,
+            reset_info=dict(p.reset_info),
+            context=list(p.context),
+            pending=list(p.pending),
+            steps=list(p.steps),
+            last_info=dict(p.last_info),
+        )
+        for p in prefixes
+    ]
 
 
 def _step_each(batch: ToolEnvBatch, actions: dict[int, str], running: list[_Running]) -> dict[int, StepResult]:

@@ -13,6 +13,7 @@ policy tokens, exactly as a white-box teacher's do.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from gymnasium.utils import seeding
 from opd.agents.policy import CausalLMPolicy
 from opd.agents.teacher import WhiteBoxTeacher
 from opd.envs import ToolEnv, ToolSuite, make_suite, play_expert
+from opd.envs.lending import SandboxLender, borrowed
 from opd.errors import ConfigError
 from opd.trajectories import Annotations, Episode
 
@@ -50,8 +52,9 @@ class SelfTeacherConfig:
 
 
 class SelfTeacher:
-    def __init__(self, student: CausalLMPolicy, config: SelfTeacherConfig, *, k: int = 64) -> None:
+    def __init__(self, student: CausalLMPolicy, config: SelfTeacherConfig, *, k: int = 64, sandboxes: SandboxLender | None = None) -> None:
         self.student = student
+        self.sandboxes = sandboxes  # where the expert plays a demonstration of a suite that runs in sandboxes (the run's lender)
         self.config = config
         self.name = config.name
         self.ema = copy.deepcopy(student.model).requires_grad_(False) if config.ema_decay is not None else None
@@ -97,8 +100,8 @@ class SelfTeacher:
         if self.config.context == "answer":
             task = suite.tasks.sample(seeding.np_random(episode.seed)[0])  # as ToolEnv.reset draws it
             return f"the verified answer is {task.answer}"
-        env = ToolEnv(episode.suite, **episode.env_options.get("suite_options", {}))
-        try:
+        with contextlib.ExitStack() as stack:
+            lent = {} if self.sandboxes is None else {"sandbox": stack.enter_context(borrowed(self.sandboxes, 1))[0]}
+            env = ToolEnv(episode.suite, **lent, **episode.env_options.get("suite_options", {}))
+            stack.callback(env.close)
             return "a verified solution is: " + " then ".join(play_expert(env, episode.seed).actions)
-        finally:
-            env.close()

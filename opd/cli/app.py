@@ -7,7 +7,7 @@ import logging
 import typer
 
 from opd import __version__
-from opd.cli import demo, episodes, evaluation, runs, sandbox, suites, sweep, train, view
+from opd.cli import annotate, branch, demo, episodes, evaluation, runs, sandbox, suites, sweep, train, view
 from opd.cli.quiet import quiet_libraries
 
 app = typer.Typer(
@@ -21,6 +21,8 @@ app.command("train")(train.train_command)
 app.command("eval")(evaluation.eval_command)
 app.command("sweep")(sweep.sweep_command)
 app.command("view")(view.view)
+app.command("annotate")(annotate.annotate_command)
+app.command("branch")(branch.branch_command)
 app.add_typer(suites.app, name="suites")
 app.add_typer(runs.app, name="runs")
 app.add_typer(episodes.app, name="episodes")

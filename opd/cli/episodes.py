@@ -7,19 +7,20 @@ from pathlib import Path
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
-from opd.cli.render import console, describe_usage, fail
+from opd.cli.render import console, describe_usage, escape, fail
 from opd.errors import OpdError
 from opd.trajectories import (
     ANNOTATION_KINDS,
     DEFAULT_STORE,
     Episode,
     EpisodeFilter,
+    EpisodeSummary,
     TrajectoryStore,
     default_store_location,
     find_run,
+    route_shares,
     sum_usage,
 )
 from opd.trajectories.inspection import step_divergence
@@ -88,6 +89,7 @@ def show(episode_id: str, store: str = StoreOption) -> None:
     """Show one episode turn by turn: actions, tool calls, results, errors, rewards, teacher critiques and divergence."""
     with open_store(store) as trajectories:
         episode = get_episode(trajectories, episode_id)
+        branches = trajectories.list_episodes(EpisodeFilter(parent_id=episode.id), limit=1000)
     console.rule(f"episode {episode.id}")
     console.print(
         f"suite [bold]{episode.suite}[/]  task {escape(episode.task_id)}  seed {episode.seed}  run {episode.run_id}\n"
@@ -101,6 +103,11 @@ def show(episode_id: str, store: str = StoreOption) -> None:
     critiques = {(c.step_index, c.teacher): c for c in episode.annotations.critiques}
     for step in episode.steps:
         console.rule(f"step {step.index}", style="dim")
+        for route in (r for r in episode.annotations.routes if r.step_index == step.index):
+            doubt = "" if route.uncertainty is None else f", uncertainty {route.uncertainty:.2f}"
+            console.print(
+                f"[blue]{escape(route.teacher)} chose {escape(route.chosen)}[/] ({escape(route.reason)}{doubt}; {route.tokens} tokens read)"
+            )
         console.print(f"[bold cyan]action[/] {escape(step.action)}")
         style = "red" if step.error_kind else "green"
         label = f"error ({step.error_kind})" if step.error_kind else "observation"
@@ -126,6 +133,41 @@ def show(episode_id: str, store: str = StoreOption) -> None:
         console.print(f"[magenta]episode score by {escape(score.teacher)}[/]: {score.reward:.2f} {escape(score.detail)}")
     if episode.annotations.token_logprobs:
         console.print(divergence_table(episode))
+    if episode.annotations.routes:
+        console.print(route_table(episode))
+    if episode.parent_id is not None:
+        console.print(f"[bold]branch[/] of episode {episode.parent_id} from step {episode.branch_step} (steps before it are the parent's)")
+    if branches:
+        console.print(branch_table(branches[::-1]))
+
+
+def route_table(episode: Episode) -> Table:
+    """Each routed teacher's share of the steps and what it read and cost, per router."""
+    table = Table(title="teachers chosen per step (routing): share and cost (FLOPs = 2 x parameters x tokens read)", box=box.SIMPLE_HEAD)
+    for column in ("router", "teacher", "steps", "share", "tokens read", "FLOPs"):
+        table.add_column(column)
+    for share in route_shares(episode.annotations.routes):
+        row = (share.router, share.teacher, str(share.steps), f"{share.share:.0%}", f"{share.tokens:,}", f"{share.cost:.3g}")
+        table.add_row(*(escape(cell) for cell in row))
+    return table
+
+
+def branch_table(branches: list[EpisodeSummary]) -> Table:
+    table = Table(title=f"{len(branches)} branches (`opd branch`), oldest first", box=box.SIMPLE_HEAD)
+    for column in ("id", "from step", "steps", "reward", "ok", "end", "policy"):
+        table.add_column(column, no_wrap=column == "id", overflow="fold")
+    for b in branches:
+        ok = "[green]yes[/]" if b.success else "[red]no[/]"
+        table.add_row(
+            b.id[:12],
+            str(b.branch_step),
+            str(b.num_steps),
+            f"{b.reward:.2f}",
+            ok,
+            _END.get(b.termination, b.termination),
+            escape(b.policy_model),
+        )
+    return table
 
 
 def divergence_table(episode: Episode) -> Table:
@@ -203,8 +245,16 @@ def replay(episode_id: str, store: str = StoreOption) -> None:
         episode = get_episode(trajectories, episode_id)
     try:
         from opd.agents import replay_episode  # imported here: it brings transformers, which `opd --help` should not wait for
+        from opd.envs import make_suite
+        from opd.envs.lending import SandboxConfig, borrowed, open_sandboxes
 
-        report = replay_episode(episode)
+        # The episode's kind of sandbox: a Docker one for a suite that runs code in it, as when it was played.
+        sandboxes = open_sandboxes(SandboxConfig(size=1), make_suite(episode.suite, **episode.env_options.get("suite_options", {})))
+        try:
+            with borrowed(sandboxes, 1) as (sandbox,):
+                report = replay_episode(episode, sandbox=sandbox)
+        finally:
+            sandboxes.close()
     except OpdError as exc:
         fail(f"Cannot replay episode {episode.id}: {exc}")
     if not report.prompt_matches:

@@ -28,11 +28,20 @@ def eval_command(
     store: str = typer.Option(None, "--store", "-s", help="Store the episodes as an evaluation run here (default: the run's store)."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not store the episodes."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    sandbox: str = typer.Option(None, help="Where tools run: auto (docker for suites that run model code), local or docker."),
+    sandbox_image: str = typer.Option(None, help="Docker sandbox image (default: the suite's, as `docker compose build` tags it)."),
+    docker_host: str = typer.Option(None, help="Docker Engine URL, e.g. tcp://host:2376 (default: DOCKER_HOST or the local socket)."),
+    sandboxes: int = typer.Option(None, min=1, help="Docker sandboxes to play on at once (from `docker compose up -d` first)."),
+    timeout: float = typer.Option(None, min=0.001, help="Per tool call: seconds before the command and its children are killed."),
 ) -> None:
-    """Measure a policy's greedy success rate on held-out tasks, with a 95% confidence interval."""
+    """Measure a policy's greedy success rate on held-out tasks, with a 95% confidence interval.
+
+    The sandbox options default to the checkpoint's ``sandbox:`` section, else to ``auto`` with 4 sandboxes and 10 s per call.
+    """
     from opd.agents.policy import CausalLMPolicy
     from opd.distill.evaluate import evaluate
     from opd.distill.evaluation_runs import evaluation_run, store_evaluation, trained_model
+    from opd.envs.lending import SandboxConfig
     from opd.trajectories import default_store_location, new_id
 
     trained = trained_model(model)
@@ -42,9 +51,13 @@ def eval_command(
     episodes = episodes or trained.config.get("eval_episodes") or 100
     where = None if no_store else store or trained.config.get("store") or default_store_location()
     run_id = new_id()
+    chosen = {"backend": sandbox, "image": sandbox_image, "base_url": docker_host, "size": sandboxes, "timeout_s": timeout}
     try:
+        where_tools_run = SandboxConfig(**{**(trained.config.get("sandbox") or {}), **{k: v for k, v in chosen.items() if v is not None}})
         policy = CausalLMPolicy.from_pretrained(trained.weights)
-        result, played = evaluate(policy, suite, suite_options=options, episodes=episodes, max_turns=max_turns, run_id=run_id)
+        result, played = evaluate(
+            policy, suite, suite_options=options, episodes=episodes, max_turns=max_turns, run_id=run_id, sandbox=where_tools_run
+        )
         if where is not None:
             label = trained.config.get("run_name") or model
             run = evaluation_run(

@@ -22,7 +22,9 @@ UpdateCallback = Callable[[int, dict[str, Any]], None]
 
 
 def describe_update(values: dict[str, Any]) -> str:
-    status = f"loss {values['loss']:.4f}  rollout success {values['rollout/success']:.0%}"
+    status = f"loss {values['loss']:.4f}"
+    if "rollout/success" in values:  # absent when every episode of the update came from the store
+        status += f"  rollout success {values['rollout/success']:.0%}"
     if "eval/success" in values:
         status += f"  eval {values['eval/success']:.0%}"
     return status

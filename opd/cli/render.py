@@ -9,9 +9,16 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as escape_markup
+
+from opd.envs.terminal import visible
 
 console = Console()
+
+
+def escape(text: str) -> str:
+    """``text`` safe to print: rich markup escaped, and terminal control sequences shown as ``\\xNN`` instead of obeyed."""
+    return escape_markup(visible(text))
 
 
 def show_turn(turn: int, action: str, observation: str) -> None:

@@ -65,18 +65,26 @@ def play(
     from opd import __version__
     from opd.agents import expert_episode
     from opd.cli.render import show_turn
-    from opd.envs import ToolEnv
+    from opd.envs import ToolEnv, make_suite
+    from opd.envs.lending import SandboxConfig, borrowed, open_sandboxes
     from opd.trajectories import Run, TrajectoryStore
 
     options = {"difficulty": difficulty} if difficulty else {}
+    run = Run(name=f"expert: {name}", config={"suite": name, **options, "episodes": episodes, "seed": seed}, code_version=__version__)
+    sandboxes = None
     try:
-        env = ToolEnv(name, **options)
+        # A suite that runs code in its sandbox plays in a Docker one (compose-started, or one of our own), like opd train.
+        sandboxes = open_sandboxes(SandboxConfig(size=1), make_suite(name, **options))
+        with borrowed(sandboxes, 1) as (sandbox,):
+            env = ToolEnv(name, sandbox=sandbox, limits=sandboxes.limits, **options)
+            played = [expert_episode(env, seed + i, run_id=run.id, suite_options=options) for i in range(episodes)]
+            env.close()
     except OpdError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
-    run = Run(name=f"expert: {name}", config={"suite": name, **options, "episodes": episodes, "seed": seed}, code_version=__version__)
-    played = [expert_episode(env, seed + i, run_id=run.id, suite_options=options) for i in range(episodes)]
-    env.close()
+    finally:
+        if sandboxes is not None:
+            sandboxes.close()
     for episode in played:
         console.rule(f"{name} - task {episode.task_id} (seed {episode.seed})", style="dim")
         console.print(episode.initial_messages[-1]["content"])

@@ -40,6 +40,7 @@ class EpisodeBatch:
     step_rewards_BS: Tensor  # (B, S) float32, the env's reward at each step (0 past an episode's end)
     step_scores_BS: Tensor | None = None  # (B, S) a critic's score per step scaled to [0, 1]; NaN: unannotated or no step
     step_uncertainty_BS: Tensor | None = None  # (B, S) the critic's uncertainty in [0, 1]; NaN where unknown
+    importance_clip: float | None = None  # set: weigh policy tokens by the clipped current/recorded ratio (opd.distill.importance)
 
     @property
     def policy_tokens(self) -> int:

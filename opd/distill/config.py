@@ -27,11 +27,14 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from opd.agents.critic import CriticConfig
 from opd.agents.policy import SamplingConfig
+from opd.agents.routing import RoutingConfig
 from opd.agents.self_teacher import SelfTeacherConfig
 from opd.distill.config_errors import describe_validation_error, raising_config_errors
 from opd.distill.guard import GuardConfig
 from opd.distill.losses import LossConfig
+from opd.distill.offline import ReplayConfig
 from opd.distill.prefix import TeacherPrefixConfig
+from opd.envs.lending import SandboxConfig
 from opd.errors import ConfigError
 
 __all__ = ["TrainConfig", "apply_overrides", "config_to_dict", "load_config", "parse_overrides", "recorded_config"]
@@ -77,6 +80,9 @@ class TrainConfig:
     device: str = "cpu"  # cpu, or cuda: under torchrun each process takes cuda:LOCAL_RANK
     teacher_device: str | None = None  # where the white-box teacher runs, e.g. "cuda:1"; None: beside the student
     tensorboard: bool = True  # also write TensorBoard event files beside metrics.jsonl
+    replay: ReplayConfig | None = None  # batches from the trajectory store, alone (ratio 1) or mixed with rollouts (docs/training.md)
+    routing: RoutingConfig | None = None  # route each step between `teacher` (the default) and further teachers (docs/training.md)
+    sandbox: SandboxConfig = SandboxConfig()  # where tools run: backend (auto/local/docker), image, engine, pool size, per-call limits
     teacher_prefix: TeacherPrefixConfig | None = None  # GKD-style mixing within episodes: the teacher plays the first steps
     guard: GuardConfig = GuardConfig()  # notice a held-out regression or a divergence spike; warn, stop or roll back
 

@@ -16,7 +16,8 @@ import torch
 
 from opd.agents.policy import CausalLMPolicy, SamplingConfig
 from opd.agents.rollout import collect_episodes
-from opd.envs import ToolEnv
+from opd.envs import ToolEnv, make_suite
+from opd.envs.lending import SandboxConfig, SandboxLender, borrowed, open_sandboxes, rounds
 from opd.trajectories import Episode
 
 __all__ = ["EVAL_SEED_OFFSET", "EvalResult", "evaluate", "wilson_interval"]
@@ -62,17 +63,32 @@ def evaluate(
     max_turns: int | None = None,
     seed_offset: int = EVAL_SEED_OFFSET,
     run_id: str = "eval",
+    sandbox: SandboxConfig | None = None,
+    sandboxes: SandboxLender | None = None,
 ) -> tuple[EvalResult, list[Episode]]:
-    """Play ``episodes`` held-out tasks (greedy by default) and return the result and the episodes."""
+    """Play ``episodes`` held-out tasks (greedy by default) and return the result and the episodes.
+
+    Episodes borrow their sandboxes from ``sandboxes`` (a training run's), or
+    from a lender opened here from ``sandbox`` (default settings if None) and closed at the end.
+    """
     played: list[Episode] = []
     options = dict(suite_options or {})
-    for start in range(0, episodes, batch_size):
-        seeds = [seed_offset + i for i in range(start, min(start + batch_size, episodes))]
-        envs = [ToolEnv(suite, max_turns=max_turns, **options) for _ in seeds]
-        generator = torch.Generator().manual_seed(seed_offset + start)
-        played += collect_episodes(policy, envs, seeds, run_id=run_id, sampling=sampling, generator=generator, suite_options=options)
-        for env in envs:
-            env.close()
+    lender = sandboxes or open_sandboxes(sandbox or SandboxConfig(), make_suite(suite, **options))
+    try:
+        for start in range(0, episodes, batch_size):
+            for chunk in rounds(lender, min(batch_size, episodes - start)):
+                seeds = [seed_offset + start + i for i in chunk]
+                generator = torch.Generator().manual_seed(seed_offset + start + chunk.start)
+                with borrowed(lender, len(seeds)) as boxes:
+                    envs = [ToolEnv(suite, max_turns=max_turns, sandbox=box, limits=lender.limits, **options) for box in boxes]
+                    played += collect_episodes(
+                        policy, envs, seeds, run_id=run_id, sampling=sampling, generator=generator, suite_options=options
+                    )
+                    for env in envs:
+                        env.close()
+    finally:
+        if sandboxes is None:
+            lender.close()
     successes = sum(e.success for e in played)
     low, high = wilson_interval(successes, len(played))
     mean_reward = sum(e.reward for e in played) / len(played) if played else math.nan

@@ -48,6 +48,7 @@ from torch import Tensor
 
 from opd.distill.batch import EpisodeBatch
 from opd.distill.divergences import get_divergence
+from opd.distill.importance import importance_weights
 from opd.distill.sampled import token_logprobs
 from opd.distill.step_weights import StepWeights, step_weights_BT
 from opd.distill.token_divergence import token_divergence
@@ -179,6 +180,10 @@ def compute_loss(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig, to
     loss = sum(weight * terms[name] for name, weight in parts.items())
     metrics = {f"loss/{name}": float(value.detach()) for name, value in terms.items()}
     metrics["loss"] = float(loss.detach())
+    if shared.importance_BT is not None:  # shares of the global means, like the loss: they add up across ranks
+        weights = shared.importance_BT[batch.policy_BT]
+        metrics["importance/mean"] = float(weights.sum()) / max(totals["policy_tokens"], 1.0)
+        metrics["importance/clipped"] = float((weights >= batch.importance_clip).sum()) / max(totals["policy_tokens"], 1.0)
     return LossResult(loss=loss, metrics=metrics)
 
 
@@ -200,16 +205,28 @@ class _PerToken:
     def logq_BT(self) -> Tensor:
         return torch.where(self.batch.policy_BT, token_logprobs(self.logits_BTV, self.batch.targets_BT), 0.0)
 
+    @functools.cached_property
+    def importance_BT(self) -> Tensor | None:
+        """(B, T) detached importance weights of stored episodes' tokens, or None when the batch asks for none."""
+        if self.batch.importance_clip is None:
+            return None
+        recorded_BT = self.batch.sampled_logprobs_BT.to(self.logits_BTV.device)
+        return importance_weights(self.logq_BT, recorded_BT, self.batch.policy_BT, self.batch.importance_clip)
+
+    def weighted(self, values_BT: Tensor) -> Tensor:
+        """``values_BT`` times the importance weights, if any."""
+        return values_BT if self.importance_BT is None else values_BT * self.importance_BT
+
 
 def _term(name: str, shared: _PerToken, batch: EpisodeBatch, config: LossConfig, totals: LossTotals) -> Tensor:
     if name in ("token", "step"):
-        weighted_BT = torch.where(shared.weights_BT > 0, shared.divergence_BT * shared.weights_BT, 0.0)
+        weighted_BT = torch.where(shared.weights_BT > 0, shared.weighted(shared.divergence_BT * shared.weights_BT), 0.0)
         if name == "token":
             return weighted_BT.sum() / max(totals["token/weight"], 1e-8)
         sums, counts = _step_sums(weighted_BT, batch), _step_sums(shared.weights_BT, batch)
         present = counts > 0
         return (sums[present] / counts[present]).sum() / max(totals["step/steps"], 1.0)
-    logq_BT = shared.logq_BT
+    logq_BT = shared.weighted(shared.logq_BT)
     if name == "sft":
         return -logq_BT.sum() / max(totals["sft/tokens"], 1.0)
     returns_U, weights_U, present_U, _ = _units(name, batch, config)

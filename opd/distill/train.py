@@ -30,6 +30,7 @@ from opd.agents.critic import BlackBoxTeacher
 from opd.agents.policy import CausalLMPolicy
 from opd.agents.preflight import preflight
 from opd.agents.rollout import collect_episodes
+from opd.agents.routing import RoutedTeacher, route_metrics
 from opd.agents.self_teacher import SelfTeacher
 from opd.agents.teacher import WhiteBoxTeacher
 from opd.distill.batch import make_batch
@@ -42,9 +43,11 @@ from opd.distill.guard import Guard
 from opd.distill.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
 from opd.distill.losses import LossTotals, compute_loss, loss_totals
 from opd.distill.metrics import MetricsWriter
+from opd.distill.offline import StoreReplay
 from opd.distill.prefix import PrefixPolicy, hand_over, prefix_steps
 from opd.distill.resume import starting_checkpoint
-from opd.envs import ToolEnv
+from opd.envs import ToolEnv, make_suite
+from opd.envs.lending import SandboxLender, borrowed, open_sandboxes, rounds
 from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, critique_ledger
 
 __all__ = ["TrainResult", "train"]
@@ -89,12 +92,18 @@ def train(
     recorded = {**recorded_config(config), **({"origin": dict(origin)} if origin else {})}
     with distributed(config.device) as ctx, stop_on_signals() as stop:
         previous = ctx.main_only(lambda: starting_checkpoint(config.output_dir, recorded, resume=resume, force=force))
-        return _train(config, ctx, previous=previous, recorded=recorded, stop=stop, progress=progress)
+        # One sandbox lender per process, open for the whole run and closed (containers removed) on every way out.
+        sandboxes = open_sandboxes(config.sandbox, make_suite(config.suite, **config.suite_options), share=(ctx.rank, ctx.world_size))
+        try:
+            return _train(config, ctx, sandboxes, previous=previous, recorded=recorded, stop=stop, progress=progress)
+        finally:
+            sandboxes.close()
 
 
 def _train(
     config: TrainConfig,
     ctx: DistributedContext,
+    sandboxes: SandboxLender,
     *,
     previous: Path | None,
     recorded: dict[str, Any],
@@ -109,9 +118,11 @@ def _train(
     teacher = WhiteBoxTeacher.from_pretrained(config.teacher, k=config.teacher_k, device=teacher_device) if config.teacher else None
     teacher_policy = CausalLMPolicy(teacher.model, teacher.tokenizer, name=teacher.name) if teacher else None
     if teacher is not None and ctx.is_main:
-        _preflight(student, teacher, config)
-    self_teacher = SelfTeacher(student, config.self_teacher, k=config.teacher_k) if config.self_teacher else None
+        _preflight(student, teacher, config, sandboxes)
+    self_teacher = SelfTeacher(student, config.self_teacher, k=config.teacher_k, sandboxes=sandboxes) if config.self_teacher else None
     logits_source = teacher or self_teacher  # who gives token log-probs: a white-box teacher or the student itself
+    if config.routing is not None:  # or several white-box teachers, chosen per step
+        logits_source = RoutedTeacher.load(teacher, config.routing, k=config.teacher_k, device=teacher_device)
     critic = BlackBoxTeacher(config.critic) if config.critic else None
     model = ctx.wrap(student.model)  # gradients are all-reduced through this; rollouts use student.model directly
     optimizer = torch.optim.AdamW(student.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -123,7 +134,7 @@ def _train(
 
     def evaluate_student() -> EvalResult:
         options, episodes = config.suite_options, config.eval_episodes
-        return evaluate(student, config.suite, suite_options=options, episodes=episodes, max_turns=config.max_turns)[0]
+        return evaluate(student, config.suite, suite_options=options, episodes=episodes, max_turns=config.max_turns, sandboxes=sandboxes)[0]
 
     guard = _start_guard(config, ctx, state.update, evaluate_student, student, optimizer)
     ctx.main_only(lambda: TrajectoryStore(config.store).close())  # rank 0 creates or migrates the store before the others open it
@@ -131,6 +142,9 @@ def _train(
         run = Run(id=state.run_id, name=config.run_name, config={**recorded, "world_size": ctx.world_size}, code_version=__version__)
         ctx.main_only(lambda: store.add_run(run))  # before any rank writes an episode of it
         started = time.perf_counter() - state.wall_seconds
+        source = TrajectoryStore(config.replay.store) if config.replay and config.replay.store else store
+        replay = StoreReplay(config.replay, source, config.episodes_per_update, ctx) if config.replay else None
+        fresh = replay.fresh if replay else share
         interrupted, saved = False, previous
         for update in range(state.update, config.updates):
             if config.max_labelled_tokens is not None and state.labelled_tokens >= config.max_labelled_tokens:
@@ -138,10 +152,13 @@ def _train(
             rng = np.random.default_rng([config.seed, update])
             offpolicy = teacher_policy is not None and rng.random() < config.offpolicy_fraction
             handed = prefix_steps(config.teacher_prefix, rng) if teacher_policy is not None and not offpolicy else 0
-            actor = teacher_policy if offpolicy else student
+            player = teacher_policy if offpolicy else student
             if handed and config.teacher_prefix is not None and teacher_policy is not None:
-                actor = PrefixPolicy(student, teacher_policy, handed, config.teacher_prefix.temperature)
-            played, prefix_tokens = hand_over(_rollout(actor, config, update, state.run_id, share), handed)
+                player = PrefixPolicy(student, teacher_policy, handed, config.teacher_prefix.temperature)
+            played = _rollout(player, config, update, state.run_id, fresh, sandboxes) if len(fresh) else []
+            played, prefix_tokens = hand_over(played, handed)  # the teacher's first steps become context
+            if replay is not None and replay.restarts:  # and episodes the student plays on from stored states
+                played += replay.restart(update, student, config.sampling, seed=config.seed, run_id=state.run_id)
             failed = [e for e in played if e.num_tokens < 2]  # a sandbox failed before the policy wrote anything
             episodes = [e for e in played if e.num_tokens >= 2]
             scored_by_logits = logits_source is not None and config.loss.needs_logits and not offpolicy  # SFT on teacher episodes
@@ -150,8 +167,11 @@ def _train(
             if critic is not None and not offpolicy:
                 episodes = _annotated(episodes, critic.name, critic.annotate(episodes))
             store.write_episodes([*episodes, *failed])
-            trained_on = best_successes(episodes) if config.keep == "best_success" else episodes
-            values = _update(student, model, optimizer, trained_on, config, logits_source, critic, ctx)
+            annotators = [a for a, needed in ((logits_source, config.loss.needs_logits), (critic, True)) if a is not None and needed]
+            replayed = replay.take(update, annotators) if replay and not replay.restarts else []
+            pool = [*episodes, *replayed]
+            trained_on = best_successes(pool) if config.keep == "best_success" else pool
+            values = _update(student, model, optimizer, trained_on, config, logits_source, critic, ctx, replay)
             if self_teacher is not None and not values["skipped"]:
                 self_teacher.update()
             # Teacher-labelled tokens: student tokens the teacher scored, or tokens the teacher wrote itself.
@@ -168,11 +188,14 @@ def _train(
             values = {**values, **{k: v for k, v in counts.items() if k != "labelled"}}
             values.update(
                 _rollout_metrics(played, ctx),
+                **(replay.metrics() if replay else {}),
                 offpolicy=float(offpolicy),
                 teacher_prefix_steps=handed,
                 labelled_tokens=state.labelled_tokens,
                 wall_seconds=state.wall_seconds,
             )
+            if isinstance(logits_source, RoutedTeacher):
+                values.update(route_metrics(ctx.sum_metrics(logits_source.take_counts())))
             values.update(ctx.comm.take())
             if guard is not None:
                 values.update(guard.after_update(update + 1, values["loss"]))
@@ -198,6 +221,8 @@ def _train(
                 )
             if interrupted or stopping:
                 break
+        if source is not store:
+            source.close()
         usage = ctx.main_only(lambda: store.critique_usage(EpisodeFilter(run_id=state.run_id))) if critic is not None else None
     if metrics is not None:
         metrics.close()
@@ -235,33 +260,44 @@ def _start_guard(
     return guard
 
 
-def _preflight(student: CausalLMPolicy, teacher: WhiteBoxTeacher, config: TrainConfig) -> None:
+def _preflight(student: CausalLMPolicy, teacher: WhiteBoxTeacher, config: TrainConfig, sandboxes: SandboxLender) -> None:
     """Warn before training if the teacher would score tokens the student does not mean."""
-    env = ToolEnv(config.suite, max_turns=config.max_turns, **config.suite_options)
-    texts = [env.reset(seed=seed)[0] for seed in range(8)]
-    env.close()
+    with borrowed(sandboxes, 1) as (box,):
+        env = ToolEnv(config.suite, max_turns=config.max_turns, sandbox=box, limits=sandboxes.limits, **config.suite_options)
+        texts = [env.reset(seed=seed)[0] for seed in range(8)]
+        env.close()
     report = preflight(student.tokenizer, teacher.tokenizer, teacher_model=teacher.model, texts=texts)
     if not report.ok:
         logger.warning("Preflight: %s", report.describe())
 
 
-def _rollout(policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: str, share: range) -> list[Episode]:
-    """This rank's ``share`` of the update's episodes; episode ``i`` gets the same seeds whichever rank plays it."""
+def _rollout(
+    policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: str, share: range, sandboxes: SandboxLender
+) -> list[Episode]:
+    """This rank's ``share`` of the update's episodes; episode ``i`` gets the same seeds whichever rank plays it.
+
+    They play in rounds of as many as ``sandboxes`` lends at once; an episode's tokens depend only on its own seeds.
+    """
     n, samples = config.episodes_per_update, config.samples_per_task
     # Training seeds stay below the evaluation range; with samples_per_task > 1 each task is played that many times.
     draws = [((update * n + i) % 1_000_000_000, j) for i in share for j in range(samples)]
-    seeds = [seed for seed, _ in draws]
-    envs = [ToolEnv(config.suite, max_turns=config.max_turns, **config.suite_options) for _ in seeds]
     # One generator per episode, from (seed, episode seed, sample): its tokens do not depend on the episodes batched with it.
     sampling_seeds = [int(np.random.SeedSequence([config.seed, s, *([j] if j else [])]).generate_state(1)[0]) for s, j in draws]
-    generators = [torch.Generator(policy.device).manual_seed(s) for s in sampling_seeds]
-    try:
-        return collect_episodes(
-            policy, envs, seeds, run_id=run_id, sampling=config.sampling, generator=generators, suite_options=config.suite_options
-        )
-    finally:
-        for env in envs:
-            env.close()
+    played: list[Episode] = []
+    for chunk in rounds(sandboxes, len(draws)):
+        seeds = [draws[i][0] for i in chunk]
+        generators = [torch.Generator(policy.device).manual_seed(sampling_seeds[i]) for i in chunk]
+        with borrowed(sandboxes, len(chunk)) as boxes:
+            options = config.suite_options
+            envs = [ToolEnv(config.suite, max_turns=config.max_turns, sandbox=b, limits=sandboxes.limits, **options) for b in boxes]
+            try:
+                played += collect_episodes(
+                    policy, envs, seeds, run_id=run_id, sampling=config.sampling, generator=generators, suite_options=options
+                )
+            finally:
+                for env in envs:
+                    env.close()
+    return played
 
 
 def _update(
@@ -270,9 +306,10 @@ def _update(
     optimizer: torch.optim.Optimizer,
     episodes: list[Episode],
     config: TrainConfig,
-    logits_source: WhiteBoxTeacher | SelfTeacher | None,
+    logits_source: WhiteBoxTeacher | SelfTeacher | RoutedTeacher | None,
     critic: BlackBoxTeacher | None,
     ctx: DistributedContext,
+    replay: StoreReplay | None = None,
 ) -> dict[str, Any]:
     """One optimizer step on the global batch (every rank's ``episodes``); skipped everywhere if the loss or gradient is not finite.
 
@@ -290,6 +327,8 @@ def _update(
         if episodes
         else None
     )
+    if batch is not None and replay is not None:
+        batch = replay.weigh(batch)
     totals = LossTotals(ctx.sum_metrics(loss_totals(batch, config.loss).values if batch else {}))
     if totals["policy_tokens"] == 0:
         return dict(_NOTHING_TO_LEARN)
@@ -333,6 +372,7 @@ def _annotated(episodes: list[Episode], teacher: str, annotations: list[Annotati
                 (*e.annotations.token_logprobs, *a.token_logprobs),
                 (*e.annotations.critiques, *a.critiques),
                 (*e.annotations.episode_scores, *a.episode_scores),
+                (*e.annotations.routes, *a.routes),
             ),
             teacher_models=(*e.teacher_models, teacher),
         )
@@ -363,7 +403,7 @@ def _rollout_metrics(episodes: list[Episode], ctx: DistributedContext) -> dict[s
         }
     )
     count = sums.pop("episodes")
-    return {name: value / count for name, value in sums.items()}
+    return {name: value / count for name, value in sums.items()} if count else {}  # none when every episode came from the store
 
 
 def _due(done: int, every: int, total: int) -> bool:

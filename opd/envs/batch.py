@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from opd.envs.tool_env import ToolEnv
-from opd.errors import ConfigError
+from opd.errors import ConfigError, SandboxError
 
 __all__ = ["StepResult", "ToolEnvBatch"]
 
@@ -48,11 +48,30 @@ class ToolEnvBatch:
         """Indices of envs whose episode is still running."""
         return [i for i, running in enumerate(self._active) if running]
 
-    def reset(self, seeds: Sequence[int | None]) -> list[tuple[str, dict[str, Any]]]:
+    def reset(self, seeds: Sequence[int | None], *, failures: dict[int, SandboxError] | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """Reset every env. With ``failures``, an env whose sandbox fails to reset is recorded there (index -> error)
+        and left inactive instead of failing the whole batch; its entry is ``("", info)`` naming the task it drew."""
         if len(seeds) != len(self.envs):
             raise ConfigError(f"Expected {len(self.envs)} seeds, got {len(seeds)}.")
         self._active = [True] * len(self.envs)
-        return [env.reset(seed=seed) for env, seed in zip(self.envs, seeds, strict=True)]
+        results = []
+        for index, (env, seed) in enumerate(zip(self.envs, seeds, strict=True)):
+            try:
+                results.append(env.reset(seed=seed))
+            except SandboxError as exc:
+                if failures is None:
+                    raise
+                failures[index] = exc
+                self._active[index] = False
+                task_id = env.task.id if env.task is not None else ""
+                results.append(
+                    ("", {"task_id": task_id, "suite": env.suite.name, "turn": 0, "tools": env.suite.tool_schemas, "messages": []})
+                )
+        return results
+
+    def resume(self) -> None:
+        """Mark every env running without resetting it: for envs already brought to a stored step by replaying it."""
+        self._active = [True] * len(self.envs)
 
     def step(self, actions: dict[int, str | bytes]) -> dict[int, StepResult]:
         """Step the envs named in ``actions`` (index -> action); all must be active."""

@@ -1,8 +1,10 @@
-"""Where tools run: the ``Sandbox`` protocol and the non-isolating local backend.
+"""Where tools run their commands: the ``Sandbox`` protocol and the non-isolating local backend.
 
-A sandbox runs a tool call or a command with a timeout and an output cap, can
-be reset between episodes so that nothing one episode leaves is seen by the
-next, and is closed when done. Its lifetime belongs to whoever created it (a
+A sandbox offers what a container offers: run a command with a timeout and an
+output cap, read and write files in its work directory, be reset between
+episodes so that nothing one episode leaves is seen by the next, and be closed
+when done. Running a *tool* (validation, its time limit, its output cap) is
+the tool side's job (``opd.envs.tool_runner``); this module imports nothing of it. Its lifetime belongs to whoever created it (a
 pool, a test, the CLI); an env only borrows one.
 
 The Docker backend (``opd.envs.docker``) implements the same protocol with real
@@ -11,24 +13,22 @@ isolation. :class:`LocalSandbox` does **not** isolate anything.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import os
+import posixpath
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from opd.errors import ToolError
 
-if TYPE_CHECKING:
-    from opd.envs.tools import Tool, ToolContext
-
-__all__ = ["ExecLimits", "ExecResult", "LocalSandbox", "Sandbox", "ToolStatus", "cap_output"]
+__all__ = ["ExecLimits", "ExecResult", "LocalSandbox", "Sandbox", "ToolStatus", "cap_output", "relative_path"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,29 +62,38 @@ class ExecResult:
 
 @runtime_checkable
 class Sandbox(Protocol):
-    """Runs tools and commands; reset between episodes; closed by its owner."""
+    """Runs commands and holds files; reset between episodes; closed by its owner.
+
+    Paths are relative to the work directory: an absolute path or one that
+    climbs out with ``..`` is refused with a ToolError, and so is anything but
+    a regular file, so that a FIFO cannot stall a call.
+    """
 
     isolated: bool  # True only if model-written code cannot reach the host, network or next episode
-
-    def call(self, tool: Tool, arguments: Mapping[str, Any], context: ToolContext, limits: ExecLimits) -> ExecResult:
-        """Run one tool call: validate, invoke, cap output, enforce the timeout."""
-        ...
 
     def exec(self, argv: Sequence[str], limits: ExecLimits, *, stdin: str | None = None) -> ExecResult:
         """Run a command in the sandbox's work directory."""
         ...
 
-    def read_file(self, path: str, *, max_bytes: int = 1 << 20) -> bytes:
-        """The first ``max_bytes`` of a file, ``path`` relative to the work directory; ToolError if it cannot be read."""
+    def read_file(self, path: str, *, max_bytes: int = 1 << 20, limits: ExecLimits | None = None) -> bytes:
+        """The first ``max_bytes`` of a regular file under the work directory; ToolError if it cannot be read."""
         ...
 
-    def write_file(self, path: str, content: str | bytes) -> None:
-        """Create or replace a file (and its parent directories) under the work directory; ToolError if refused."""
+    def write_file(self, path: str, content: str | bytes, *, limits: ExecLimits | None = None) -> None:
+        """Create or replace a regular file (and its parent directories) under the work directory; ToolError if refused."""
         ...
 
     def reset(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+def relative_path(path: str) -> str:
+    """``path`` normalised, if it names something under the work directory; a ToolError saying why not otherwise."""
+    normal = posixpath.normpath(path) if path else ""
+    if not path or "\x00" in path or path.startswith("/") or normal == ".." or normal.startswith("../") or normal == ".":
+        raise ToolError(f"path must name a file under the working directory (relative, without climbing out with '..'): got {path!r}")
+    return normal
 
 
 def cap_output(text: str, max_chars: int) -> tuple[str, bool]:
@@ -95,70 +104,23 @@ def cap_output(text: str, max_chars: int) -> tuple[str, bool]:
     return f"{text[:max_chars]}\n[output truncated: {dropped} more characters]", True
 
 
-def run_tool_inline(tool: Tool, arguments: Mapping[str, Any], context: ToolContext, limits: ExecLimits) -> ExecResult:
-    """Invoke a tool in the calling thread and turn its result or ToolError into an ExecResult."""
-    from opd.envs.tools import ToolArgumentError
-
-    start = time.perf_counter()
-    exit_code, was_truncated = None, False
-    try:
-        value = tool(arguments, context)
-        status = ToolStatus.OK
-        if isinstance(value, ExecResult):  # a tool that ran a command reports its status (timeout, exit code) as is
-            status, text, exit_code, was_truncated = value.status, value.output, value.exit_code, value.truncated
-        else:
-            text = value if isinstance(value, str) else _render_value(value)
-    except ToolArgumentError as exc:
-        status, text = ToolStatus.BAD_ARGUMENTS, f"Error: {exc}"
-    except ToolError as exc:
-        status, text = ToolStatus.TOOL_ERROR, f"Error: {exc}"
-    text, truncated = cap_output(text, limits.max_output_chars)
-    return ExecResult(text, status, exit_code=exit_code, truncated=truncated or was_truncated, duration_s=time.perf_counter() - start)
-
-
-def _render_value(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return str(value)
-
-
 class LocalSandbox:
-    """Runs tools in this process and commands in a temporary directory. **It does not isolate.**
+    """Runs commands in a temporary directory of this machine. **It does not isolate.**
 
-    For trusted, pure-Python tools (a calculator, an in-memory lookup). A tool
-    runs in a worker thread so that a timeout can be reported; Python cannot
-    kill a thread, so a timed-out tool keeps running in the background until it
-    returns and its worker is abandoned. Commands run as this user with this
-    user's network and file-system access; only their process group is killed
-    on timeout. Use the Docker backend for anything a model writes.
+    For trusted, pure-Python tools (a calculator, an in-memory lookup), which
+    need no sandbox at all, and trusted commands. Commands run as this user
+    with this user's network and file-system access; only their process group
+    is killed on timeout. Use the Docker backend for anything a model writes.
     """
 
     isolated = False
 
     def __init__(self) -> None:
         self._workdir = Path(tempfile.mkdtemp(prefix="opd-local-"))
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     @property
     def workdir(self) -> Path:
         return self._workdir
-
-    def call(self, tool: Tool, arguments: Mapping[str, Any], context: ToolContext, limits: ExecLimits) -> ExecResult:
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="opd-tool")
-        start = time.perf_counter()
-        future = self._executor.submit(run_tool_inline, tool, arguments, context, limits)
-        try:
-            return future.result(timeout=limits.timeout_s)
-        except concurrent.futures.TimeoutError:
-            # The worker is stuck in the tool; abandon it so the next call gets a fresh one.
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
-            return ExecResult(
-                f"Error: tool {tool.name!r} timed out after {limits.timeout_s:g} s.",
-                ToolStatus.TIMEOUT,
-                duration_s=time.perf_counter() - start,
-            )
 
     def exec(self, argv: Sequence[str], limits: ExecLimits, *, stdin: str | None = None) -> ExecResult:
         start = time.perf_counter()
@@ -182,16 +144,23 @@ class LocalSandbox:
             text += f"\n[timed out after {limits.timeout_s:g} s]"
         return ExecResult(text, status, exit_code=proc.returncode, truncated=truncated, duration_s=time.perf_counter() - start)
 
-    def read_file(self, path: str, *, max_bytes: int = 1 << 20) -> bytes:
+    def read_file(self, path: str, *, max_bytes: int = 1 << 20, limits: ExecLimits | None = None) -> bytes:
+        target = self._workdir / relative_path(path)
         try:
-            with open(self._workdir / path, "rb") as f:
+            # Non-blocking, so that opening a FIFO returns at once; then only a regular file is read.
+            fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+            with open(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise ToolError(f"cannot read {path!r}: not a regular file")
                 return f.read(max_bytes)
         except OSError as exc:
             raise ToolError(f"cannot read {path!r}: {exc.strerror or exc}") from None
 
-    def write_file(self, path: str, content: str | bytes) -> None:
-        target = self._workdir / path
+    def write_file(self, path: str, content: str | bytes, *, limits: ExecLimits | None = None) -> None:
+        target = self._workdir / relative_path(path)
         try:
+            if target.is_symlink() or (target.exists() and not target.is_file()):
+                raise ToolError(f"cannot write {path!r}: something other than a regular file is in the way")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
         except OSError as exc:
@@ -203,9 +172,6 @@ class LocalSandbox:
         self._workdir.mkdir(parents=True)
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
         shutil.rmtree(self._workdir, ignore_errors=True)
 
     def __enter__(self) -> LocalSandbox:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from opd.envs.sandbox import Sandbox
+from opd.envs.task import Task
 from opd.envs.tool_calls import FinalAnswer, ToolCalls
 from opd.envs.tools import Tool, ToolContext
 from opd.errors import ConfigError
@@ -29,16 +30,6 @@ __all__ = [
     "Turn",
     "Verdict",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class Task:
-    """One problem posed to the model. ``answer`` is what the verifier checks against."""
-
-    id: str
-    prompt: str
-    answer: Any = None
-    data: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # suite-specific (e.g. records to look up)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +77,8 @@ class ToolSuite:
     setup: Callable[[Task, Sandbox], None] | None = None  # prepares the freshly reset sandbox (e.g. writes the task's files)
     expert: Expert | None = None
     max_turns: int = 8  # default turn limit of an episode; the env may override it
-    requires_isolation: bool = False  # True for suites whose tools run model-written code
+    requires_isolation: bool = False  # True for suites whose tools run model-written code (also implied by such a tool)
+    sandbox_kind: str = "python"  # the Docker sandbox image its sandboxes come from: "python" or "shell" (docker-compose.yml)
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -95,6 +87,11 @@ class ToolSuite:
             raise ConfigError(f"Suite {self.name!r} has duplicate tool names: {sorted(names)}.")
         if not names:
             raise ConfigError(f"Suite {self.name!r} has no tools.")
+
+    @property
+    def needs_isolation(self) -> bool:
+        """Whether an env of this suite must get an isolating sandbox: the suite says so, or one of its tools does."""
+        return self.requires_isolation or any(t.needs == "isolation" for t in self.tools)
 
     def tool(self, name: str) -> Tool | None:
         return next((t for t in self.tools if t.name == name), None)

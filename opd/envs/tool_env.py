@@ -26,7 +26,9 @@ from opd.envs.registry import make_suite
 from opd.envs.sandbox import ExecLimits, ExecResult, LocalSandbox, Sandbox, ToolStatus
 from opd.envs.spaces import UnicodeText
 from opd.envs.suite import Task, ToolSuite, Verdict
+from opd.envs.terminal import visible
 from opd.envs.tool_calls import FinalAnswer, HermesFormat, ParseError, ToolCall, ToolCallFormat, ToolCalls, decode_action
+from opd.envs.tool_runner import ToolRunner
 from opd.envs.tools import ToolContext
 from opd.errors import ConfigError, EpisodeStateError, IsolationRequiredError
 
@@ -93,18 +95,19 @@ class ToolEnv(gym.Env[str, str]):
             raise ConfigError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}.")
         self._owns_sandbox = sandbox is None
         if sandbox is None:
-            if self.suite.requires_isolation:
+            if self.suite.needs_isolation:
                 raise IsolationRequiredError(
                     f"Suite {self.suite.name!r} runs model-written code and needs an isolating sandbox; "
                     "pass sandbox=... from opd.envs.docker (LocalSandbox does not isolate)."
                 )
             sandbox = LocalSandbox()
-        elif self.suite.requires_isolation and not sandbox.isolated:
+        elif self.suite.needs_isolation and not sandbox.isolated:
             raise IsolationRequiredError(
                 f"Suite {self.suite.name!r} runs model-written code but {type(sandbox).__name__} does not isolate; "
                 "use a Docker sandbox from opd.envs.docker."
             )
         self.sandbox = sandbox
+        self._runner = ToolRunner()
         self.max_turns = max_turns
         self.call_format = call_format or HermesFormat()
         self.limits = limits
@@ -129,8 +132,8 @@ class ToolEnv(gym.Env[str, str]):
         """Start an episode. ``options={"task": Task}`` poses that task instead of drawing one."""
         super().reset(seed=seed)
         task = (options or {}).get("task") or self.suite.tasks.sample(self.np_random)
+        self._task, self._done = task, True  # named before the sandbox is touched, so a failed reset can say which task it was
         self.sandbox.reset()
-        self._task = task
         self._context = ToolContext(task=task, state=self.suite.init_state(task), sandbox=self.sandbox, limits=self.limits)
         if self.suite.setup is not None:
             self.suite.setup(task, self.sandbox)
@@ -181,9 +184,11 @@ class ToolEnv(gym.Env[str, str]):
         return observation, reward, terminated, truncated, info
 
     def render(self) -> str | None:
-        return "\n".join(self._transcript) if self.render_mode == "ansi" else None
+        # The transcript keeps the text as it was; what reaches the terminal shows control sequences instead of obeying them.
+        return visible("\n".join(self._transcript)) if self.render_mode == "ansi" else None
 
     def close(self) -> None:
+        self._runner.close()
         if self._owns_sandbox:
             self.sandbox.close()
         super().close()
@@ -211,7 +216,7 @@ class ToolEnv(gym.Env[str, str]):
         if tool is None:
             known = ", ".join(t.name for t in self.suite.tools)
             return ExecResult(f"Error: there is no tool named {call.name!r}. Available tools: {known}.", ToolStatus.TOOL_ERROR)
-        return self.sandbox.call(tool, call.arguments, self._context, self.limits)
+        return self._runner.run(tool, call.arguments, self._context, self.limits)
 
     def _verify(self, answer: str) -> Verdict:
         assert self._task is not None and self._context is not None

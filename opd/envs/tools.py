@@ -10,28 +10,36 @@ to the model.
 
 A tool may declare one parameter annotated :class:`ToolContext`; it is injected
 by the environment (the task, the episode's state, the sandbox) and hidden from
-the schema.
+the schema. A tool that works through ``ctx.sandbox`` says so with ``needs``
+(``@tool(needs="isolation")`` for one that runs model-written code): tools
+depend on the sandbox, never the other way round.
+
+The JSON schema is built when first asked for, so that importing a suite does
+not import transformers.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import pydantic
-from transformers.utils.chat_template_utils import get_json_schema
 
-from opd.envs.sandbox import ExecLimits
+from opd.envs.sandbox import ExecLimits, Sandbox
+from opd.envs.task import Task
 from opd.errors import ConfigError, ToolError
 
-if TYPE_CHECKING:
-    from opd.envs.sandbox import Sandbox
-    from opd.envs.suite import Task
+__all__ = ["Tool", "ToolArgumentError", "ToolContext", "ToolNeeds", "tool"]
 
-__all__ = ["Tool", "ToolArgumentError", "ToolContext", "tool"]
+# What a tool needs from ctx.sandbox. "nothing": a host function (it runs in a worker thread, timed out at the call's
+# limit); "sandbox": it works through ctx.sandbox, whose exec/read/write enforce the limits; "isolation": the same, and
+# what it runs is model-written, so the sandbox must isolate (ToolEnv refuses a LocalSandbox).
+ToolNeeds = Literal["nothing", "sandbox", "isolation"]
+_NEEDS = ("nothing", "sandbox", "isolation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,18 +64,26 @@ class ToolArgumentError(ToolError):
 
 @dataclasses.dataclass(frozen=True)
 class Tool:
-    """A callable tool: the function, its JSON schema and its argument validator."""
+    """A callable tool: the function, its argument validator, and its JSON schema (built on first use)."""
 
     name: str
-    description: str
     fn: Callable[..., Any]
-    schema: dict[str, Any]  # {"type": "function", "function": {...}} as chat templates expect
     context_param: str | None  # name of the injected ToolContext parameter, if any
     arguments_model: type[pydantic.BaseModel] = dataclasses.field(repr=False)
+    needs: ToolNeeds = "nothing"  # what the tool needs from ctx.sandbox (see ToolNeeds)
+
+    @functools.cached_property
+    def schema(self) -> dict[str, Any]:
+        """``{"type": "function", "function": {...}}`` as chat templates expect; transformers' get_json_schema builds it."""
+        return _json_schema(self.fn, self.name, self.context_param)
+
+    @property
+    def description(self) -> str:
+        return self.schema["function"].get("description", "")
 
     @property
     def parameter_names(self) -> list[str]:
-        return list(self.schema["function"]["parameters"].get("properties", {}))
+        return [name for name in self.arguments_model.model_fields]
 
     def validate(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Check model-supplied arguments; raise ToolArgumentError naming each problem."""
@@ -104,34 +120,35 @@ class Tool:
         return f"Invalid arguments for tool {self.name!r}: " + "; ".join(problems) + "."
 
 
-def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, needs: ToolNeeds = "nothing") -> Any:
     """Turn a typed, documented function into a :class:`Tool`.
 
-    Usable bare (``@tool``) or with a name override (``@tool(name="lookup")``).
-    Every parameter needs a type hint and an ``Args:`` entry in the docstring
-    (Google style), because both are what the model reads.
+    Usable bare (``@tool``) or with options (``@tool(name="lookup")``,
+    ``@tool(needs="isolation")``). Every parameter needs a type hint and an
+    ``Args:`` entry in the docstring (Google style), because both are what the model reads.
     """
+    if needs not in _NEEDS:
+        raise ConfigError(f"needs must be one of {list(_NEEDS)}, got {needs!r}.")
 
     def build(f: Callable[..., Any]) -> Tool:
-        return _build_tool(f, name or f.__name__)
+        return _build_tool(f, name or f.__name__, needs)
 
     return build(fn) if fn is not None else build
 
 
-def _build_tool(fn: Callable[..., Any], name: str) -> Tool:
+_DOC_HELP = "A tool needs a type hint on every parameter and a Google-style docstring with a description and an 'Args:' section."
+
+
+def _build_tool(fn: Callable[..., Any], name: str, needs: ToolNeeds) -> Tool:
     hints = typing.get_type_hints(fn)
     signature = inspect.signature(fn)
     context_param = next((p for p, h in hints.items() if h is ToolContext), None)
-    visible = _without_param(fn, context_param) if context_param else fn
-    try:
-        schema = get_json_schema(visible)
-    except Exception as exc:  # transformers raises several types; all mean "bad docstring or hints"
-        raise ConfigError(
-            f"Cannot build a tool from {fn.__qualname__}: {exc}. A tool needs a type hint on every "
-            "parameter and a Google-style docstring with a description and an 'Args:' section."
-        ) from exc
-    schema["function"]["name"] = name
-    schema["function"].pop("return", None)  # not part of the OpenAI tool format
+    # The cheap half of what the schema needs is checked now, so a bad tool fails where it is defined.
+    params = [p for p in signature.parameters if p != context_param]
+    unhinted = [p for p in params if p not in hints]
+    if not (fn.__doc__ or "").strip() or unhinted or (params and "Args:" not in (fn.__doc__ or "")):
+        problem = f"parameters without a type hint: {unhinted}" if unhinted else "no docstring with an 'Args:' section"
+        raise ConfigError(f"Cannot build a tool from {fn.__qualname__}: {problem}. {_DOC_HELP}")
     fields: dict[str, Any] = {}
     for param in signature.parameters.values():
         if param.name == context_param:
@@ -143,14 +160,20 @@ def _build_tool(fn: Callable[..., Any], name: str) -> Tool:
         __config__=pydantic.ConfigDict(extra="forbid", strict=True, arbitrary_types_allowed=True),
         **fields,
     )
-    return Tool(
-        name=name,
-        description=schema["function"].get("description", ""),
-        fn=fn,
-        schema=schema,
-        context_param=context_param,
-        arguments_model=model,
-    )
+    return Tool(name=name, fn=fn, context_param=context_param, arguments_model=model, needs=needs)
+
+
+def _json_schema(fn: Callable[..., Any], name: str, context_param: str | None) -> dict[str, Any]:
+    from transformers.utils.chat_template_utils import get_json_schema  # here: importing a suite must not import transformers
+
+    visible = _without_param(fn, context_param) if context_param else fn
+    try:
+        schema = get_json_schema(visible)
+    except Exception as exc:  # transformers raises several types; all mean "bad docstring or hints"
+        raise ConfigError(f"Cannot build a tool from {fn.__qualname__}: {exc}. {_DOC_HELP}") from exc
+    schema["function"]["name"] = name
+    schema["function"].pop("return", None)  # not part of the OpenAI tool format
+    return schema
 
 
 def _without_param(fn: Callable[..., Any], param: str) -> Callable[..., Any]:

@@ -16,9 +16,11 @@ from opd.trajectories.records import (
     Run,
     Step,
     StepCritique,
+    StepRoute,
     TokenLogprobs,
     critique_ledger,
     new_id,
+    route_shares,
     sum_usage,
 )
 from opd.trajectories.runs import EVALUATION_KIND, evaluations_by_run, find_run
@@ -44,6 +46,7 @@ __all__ = [
     "Run",
     "Step",
     "StepCritique",
+    "StepRoute",
     "TokenLogprobs",
     "TrajectoryStore",
     "critique_ledger",
@@ -53,6 +56,7 @@ __all__ = [
     "evaluations_by_run",
     "find_run",
     "new_id",
+    "route_shares",
     "sum_usage",
     "read_jsonl",
     "write_jsonl",

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opd.trajectories import arrays
-from opd.trajectories.records import Annotations, Episode, EpisodeScore, Run, Step, StepCritique, TokenLogprobs
+from opd.trajectories.records import Annotations, Episode, EpisodeScore, Run, Step, StepCritique, StepRoute, TokenLogprobs
 
 
 def aware(moment: datetime) -> datetime:
@@ -58,6 +58,8 @@ def episode_to_row(episode: Episode) -> dict[str, Any]:
         "sandbox": dict(episode.sandbox),
         "writer": dict(episode.writer),
         "created_at": episode.created_at,
+        "parent_id": episode.parent_id,
+        "branch_step": episode.branch_step,
     }
 
 
@@ -120,6 +122,7 @@ def annotation_rows(episode_id: str, annotations: Annotations) -> dict[str, list
         ],
         "critiques": [{"episode_id": episode_id, **dataclasses.asdict(c)} for c in annotations.critiques],
         "episode_scores": [{"episode_id": episode_id, **dataclasses.asdict(s)} for s in annotations.episode_scores],
+        "step_routes": [{"episode_id": episode_id, **dataclasses.asdict(r)} for r in annotations.routes],
     }
 
 
@@ -145,6 +148,10 @@ def critique_from_row(row: Mapping[str, Any]) -> StepCritique:
         row["error"],
         row["usage"],
     )
+
+
+def step_route_from_row(row: Mapping[str, Any]) -> StepRoute:
+    return StepRoute(**{f.name: row[f.name] for f in dataclasses.fields(StepRoute)})
 
 
 def episode_score_from_row(row: Mapping[str, Any]) -> EpisodeScore:
@@ -173,6 +180,8 @@ def episode_from_row(row: Mapping[str, Any], steps: Sequence[Step], annotations:
         writer=row["writer"],
         annotations=annotations,
         created_at=aware(row["created_at"]),
+        parent_id=row["parent_id"],
+        branch_step=row["branch_step"],
     )
 
 
@@ -182,4 +191,5 @@ def sort_annotations(annotations: Annotations) -> Annotations:
         token_logprobs=tuple(sorted(annotations.token_logprobs, key=lambda a: (a.step_index, a.teacher))),
         critiques=tuple(sorted(annotations.critiques, key=lambda a: (a.step_index, a.teacher))),
         episode_scores=tuple(sorted(annotations.episode_scores, key=lambda a: a.teacher)),
+        routes=tuple(sorted(annotations.routes, key=lambda a: (a.step_index, a.teacher))),
     )

@@ -18,7 +18,7 @@ from typing import IO, Any
 import numpy as np
 
 from opd.errors import ConfigError
-from opd.trajectories.records import Annotations, Episode, EpisodeScore, Run, Step, StepCritique, TokenLogprobs
+from opd.trajectories.records import Annotations, Episode, EpisodeScore, Run, Step, StepCritique, StepRoute, TokenLogprobs
 
 FORMAT_VERSION = 1
 
@@ -44,6 +44,7 @@ def episode_from_json(line: str) -> tuple[Episode, Run]:
         token_logprobs=tuple(TokenLogprobs(**{k: _array(v) for k, v in a.items()}) for a in raw["token_logprobs"]),
         critiques=tuple(StepCritique(**a) for a in raw["critiques"]),
         episode_scores=tuple(EpisodeScore(**a) for a in raw["episode_scores"]),
+        routes=tuple(StepRoute(**a) for a in raw.get("routes", ())),  # absent in exports from before routing
     )
     episode = Episode(**{**data, "steps": steps, "annotations": annotations, "created_at": datetime.fromisoformat(data["created_at"])})
     return episode, run

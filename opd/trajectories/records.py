@@ -32,9 +32,11 @@ __all__ = [
     "Run",
     "Step",
     "StepCritique",
+    "StepRoute",
     "TokenLogprobs",
     "critique_ledger",
     "new_id",
+    "route_shares",
     "sum_usage",
 ]
 
@@ -173,17 +175,64 @@ class EpisodeScore:
 
 
 @dataclasses.dataclass(frozen=True)
+class StepRoute:
+    """Which of several teachers a router chose for one step, and why.
+
+    ``teacher`` is the router's name (its annotations are stored under it); ``chosen``
+    the teacher whose feedback it took for the step. ``tokens`` is what the chosen
+    teacher read for it and ``cost`` that in the router's cost unit (FLOPs: 2 x
+    parameters x tokens), so shares and costs add up per teacher.
+    """
+
+    teacher: str
+    step_index: int
+    chosen: str
+    reason: str = ""  # the rule that matched, e.g. "tool place_order", "steps 0-1", "uncertainty 0.71 > 0.5", "default"
+    uncertainty: float | None = None  # the cheap teacher's normalised entropy on the step, where it was measured
+    tokens: int = 0
+    cost: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RouteShare:
+    """One teacher's part of a router's choices: steps, their share of the router's steps, tokens read and cost."""
+
+    router: str
+    teacher: str
+    steps: int
+    share: float
+    tokens: int
+    cost: float
+
+
+def route_shares(routes: Iterable[StepRoute]) -> list[RouteShare]:
+    """Per (router, chosen teacher), sorted: how many steps it took, their share, and the tokens and cost charged."""
+    totals: dict[tuple[str, str], list[float]] = {}
+    for route in routes:
+        entry = totals.setdefault((route.teacher, route.chosen), [0, 0, 0.0])
+        entry[0], entry[1], entry[2] = entry[0] + 1, entry[1] + route.tokens, entry[2] + route.cost
+    per_router: dict[str, float] = {}
+    for (router, _), (steps, _, _) in totals.items():
+        per_router[router] = per_router.get(router, 0) + steps
+    return [
+        RouteShare(router, teacher, int(steps), steps / per_router[router], int(tokens), cost)
+        for (router, teacher), (steps, tokens, cost) in sorted(totals.items())
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
 class Annotations:
     token_logprobs: tuple[TokenLogprobs, ...] = ()
     critiques: tuple[StepCritique, ...] = ()
     episode_scores: tuple[EpisodeScore, ...] = ()
+    routes: tuple[StepRoute, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.token_logprobs or self.critiques or self.episode_scores)
+        return bool(self.token_logprobs or self.critiques or self.episode_scores or self.routes)
 
     @property
     def teachers(self) -> list[str]:
-        names = [a.teacher for a in (*self.token_logprobs, *self.critiques, *self.episode_scores)]
+        names = [a.teacher for a in (*self.token_logprobs, *self.critiques, *self.episode_scores, *self.routes)]
         return sorted(set(names))
 
 
@@ -211,6 +260,10 @@ class Episode:
     writer: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # host, pid, rank of the writing process
     annotations: Annotations = Annotations()
     created_at: datetime = dataclasses.field(default_factory=utcnow)
+    # A branch (``opd branch``): the episode it continues and the step it branched at. Its steps before
+    # ``branch_step`` are the parent's, copied as context (policy mask off); the steps from there on are its own.
+    parent_id: str | None = None
+    branch_step: int | None = None
 
     @property
     def token_ids(self) -> np.ndarray:

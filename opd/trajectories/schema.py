@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-__all__ = ["CritiqueRow", "EpisodeRow", "EpisodeScoreRow", "RunRow", "StepRow", "TokenLogprobsRow", "metadata"]
+__all__ = ["CritiqueRow", "EpisodeRow", "EpisodeScoreRow", "RunRow", "StepRouteRow", "StepRow", "TokenLogprobsRow", "metadata"]
 
 metadata = SQLModel.metadata
 
@@ -66,6 +66,10 @@ class EpisodeRow(SQLModel, table=True):
     sandbox: dict[str, Any] = _json()
     writer: dict[str, Any] = _json()  # added by revision 0002
     created_at: datetime = _when()
+    # A branch: the episode it was branched from (not a foreign key: a branch may be imported without its parent)
+    # and the step it branched at. Added by revision 0004.
+    parent_id: str | None = Field(default=None, sa_column=Column(String(_ID), nullable=True, index=True))
+    branch_step: int | None = None
 
 
 class StepRow(SQLModel, table=True):
@@ -131,3 +135,20 @@ class EpisodeScoreRow(SQLModel, table=True):
     teacher: str
     reward: float
     detail: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class StepRouteRow(SQLModel, table=True):
+    """Which teacher a router chose for a step (added by revision 0004)."""
+
+    __tablename__ = "step_routes"
+    __table_args__ = (UniqueConstraint("episode_id", "step_index", "teacher"),)
+
+    pk: int | None = Field(default=None, primary_key=True)
+    episode_id: str = _episode_fk()
+    step_index: int
+    teacher: str  # the router
+    chosen: str
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    uncertainty: float | None = None
+    tokens: int
+    cost: float

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from opd.trajectories import convert
 from opd.trajectories.bulk import BulkInsert
 from opd.trajectories.database import open_engines
 from opd.trajectories.records import Annotations, Episode, Run, Step, critique_ledger
-from opd.trajectories.schema import CritiqueRow, EpisodeRow, EpisodeScoreRow, RunRow, StepRow, TokenLogprobsRow
+from opd.trajectories.schema import CritiqueRow, EpisodeRow, EpisodeScoreRow, RunRow, StepRouteRow, StepRow, TokenLogprobsRow
 
 __all__ = ["ANNOTATION_KINDS", "EpisodeFilter", "EpisodeStats", "EpisodeSummary", "Outcome", "TrajectoryStore"]
 
@@ -34,8 +35,14 @@ _ANNOTATION_TABLES = {
     "token_logprobs": TokenLogprobsRow.__table__,
     "critiques": CritiqueRow.__table__,
     "episode_scores": EpisodeScoreRow.__table__,
+    "step_routes": StepRouteRow.__table__,
 }
 ANNOTATION_KINDS = tuple(_ANNOTATION_TABLES)
+_STEP_READERS = {  # the annotations that belong to a step
+    "token_logprobs": convert.token_logprobs_from_row,
+    "critiques": convert.critique_from_row,
+    "step_routes": convert.step_route_from_row,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +62,13 @@ class EpisodeFilter:
     # A case-insensitive substring of the task id, the initial messages (system and task prompt) or any step's
     # action or observation (so the final answer too). A LIKE scan: bound it with a limit on large stores.
     text: str | None = None
+    annotated_by: str | None = None  # some annotation (of any kind) by this teacher
+    not_annotated_by: str | None = None  # no annotation of any kind by this teacher: what is left for it to score
+    run_ids: tuple[str, ...] = ()  # any of these runs (empty: any run)
+    suites: tuple[str, ...] = ()  # any of these suites (empty: any suite)
+    created_after: datetime | None = None  # inclusive
+    created_before: datetime | None = None  # exclusive
+    parent_id: str | None = None  # only the branches of this episode (its full id)
 
     def __post_init__(self) -> None:
         if self.has_annotation is not None and self.has_annotation not in _ANNOTATION_TABLES:
@@ -70,6 +84,7 @@ class EpisodeFilter:
             ("success", "success"),
             ("task_id", "task_id"),
             ("episode_id", "id"),
+            ("parent_id", "parent_id"),
         ):
             if (value := getattr(self, field)) is not None:
                 clauses.append(_EPISODES.c[column] == value)
@@ -79,6 +94,17 @@ class EpisodeFilter:
             if self.teacher is not None:
                 match = sa.and_(match, table.c.teacher == self.teacher)
             clauses.append(sa.exists().where(match))
+        if self.annotated_by is not None:
+            clauses.append(_annotated_by(self.annotated_by))
+        if self.not_annotated_by is not None:
+            clauses.append(sa.not_(_annotated_by(self.not_annotated_by)))
+        for values, column in ((self.run_ids, _EPISODES.c.run_id), (self.suites, _EPISODES.c.suite)):
+            if values:
+                clauses.append(column.in_(list(values)))
+        if self.created_after is not None:
+            clauses.append(_EPISODES.c.created_at >= _utc(self.created_after))
+        if self.created_before is not None:
+            clauses.append(_EPISODES.c.created_at < _utc(self.created_before))
         if self.min_reward is not None:
             clauses.append(_EPISODES.c.reward >= self.min_reward)
         if self.max_reward is not None:
@@ -112,6 +138,8 @@ class EpisodeSummary:
     policy_model: str
     tokenizer: str
     created_at: Any
+    parent_id: str | None = None  # set on a branch: the episode it branched from
+    branch_step: int | None = None  # and the step it branched at
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,6 +269,18 @@ class TrajectoryStore:
         with self._engines.read.connect() as connection:
             return connection.execute(sa.select(_EPISODES.c.pk).where(_EPISODES.c.id == episode_id)).first() is not None
 
+    def episode_ids(self, where: EpisodeFilter = EpisodeFilter()) -> list[str]:
+        """The ids of matching episodes, oldest first (a fixed pool to draw from; ids only, so cheap on large stores)."""
+        query = sa.select(_EPISODES.c.id).where(*where.where()).order_by(_EPISODES.c.pk)
+        with self._engines.read.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    def tokenizers(self, where: EpisodeFilter = EpisodeFilter()) -> list[tuple[str, str]]:
+        """The distinct (tokenizer, chat template hash) the matching episodes were written with."""
+        columns = (_EPISODES.c.tokenizer, _EPISODES.c.chat_template_hash)
+        with self._engines.read.connect() as connection:
+            return [tuple(r) for r in connection.execute(sa.select(*columns).where(*where.where()).distinct().order_by(*columns))]
+
     def count_episodes(self, where: EpisodeFilter = EpisodeFilter(), *, at_most: int | None = None) -> int:
         """How many episodes match; with ``at_most``, counting stops there (a bounded cost on large stores)."""
         matching = sa.select(sa.literal(1)).select_from(_EPISODES).where(*where.where())
@@ -298,13 +338,15 @@ class TrajectoryStore:
             rows = connection.execute(sa.select(_STEPS).where(*in_range).order_by(_STEPS.c.index)).mappings()
             steps = [convert.step_from_row(r) for r in rows]
             annotations = {}
-            for kind, read in (("token_logprobs", convert.token_logprobs_from_row), ("critiques", convert.critique_from_row)):
+            for kind, read in _STEP_READERS.items():
                 table = _ANNOTATION_TABLES[kind]
                 steps_of = [table.c.episode_id == episode_id, table.c.step_index >= start]
                 if stop is not None:
                     steps_of.append(table.c.step_index < stop)
                 annotations[kind] = tuple(read(r) for r in connection.execute(sa.select(table).where(*steps_of)).mappings())
-        return steps, convert.sort_annotations(Annotations(**annotations))
+        return steps, convert.sort_annotations(
+            Annotations(token_logprobs=annotations["token_logprobs"], critiques=annotations["critiques"], routes=annotations["step_routes"])
+        )
 
     def episode_stats(self) -> list[EpisodeStats]:
         """Counts and means per (run, suite), in one grouped scan of the episode headers."""
@@ -366,7 +408,7 @@ class TrajectoryStore:
 def _annotation_rows(episode_id: str, annotations: Annotations, steps: Iterable[Step]) -> dict[str, list[dict[str, Any]]]:
     """Rows per annotation table, after checking each annotation fits the step it names."""
     steps = {s.index: s for s in steps}
-    for a in (*annotations.token_logprobs, *annotations.critiques):
+    for a in (*annotations.token_logprobs, *annotations.critiques, *annotations.routes):
         if a.step_index not in steps:
             raise ConfigError(f"Annotation by {a.teacher!r} names step {a.step_index}, but episode {episode_id} has steps {sorted(steps)}.")
     for a in annotations.token_logprobs:
@@ -377,6 +419,16 @@ def _annotation_rows(episode_id: str, annotations: Annotations, steps: Iterable[
                 f"the step has {expected} policy tokens."
             )
     return convert.annotation_rows(episode_id, annotations)
+
+
+def _utc(moment: datetime) -> datetime:
+    """Stored times are UTC; a naive bound is read as UTC too."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _annotated_by(teacher: str) -> sa.ColumnElement[bool]:
+    """Whether the episode has any annotation, of any kind, by ``teacher``."""
+    return sa.or_(*(sa.exists().where(t.c.episode_id == _EPISODES.c.id, t.c.teacher == teacher) for t in _ANNOTATION_TABLES.values()))
 
 
 def _contains(column: sa.ColumnElement[Any], text: str) -> sa.ColumnElement[bool]:
@@ -400,17 +452,15 @@ def _load_episodes(connection: sa.Connection, rows: Sequence[Any]) -> list[Episo
     ids = [r["id"] for r in rows]
     steps = _steps(connection, ids)
     found: dict[str, dict[str, list[Any]]] = {i: {k: [] for k in _ANNOTATION_TABLES} for i in ids}
-    readers = {
-        "token_logprobs": convert.token_logprobs_from_row,
-        "critiques": convert.critique_from_row,
-        "episode_scores": convert.episode_score_from_row,
-    }
+    readers = {**_STEP_READERS, "episode_scores": convert.episode_score_from_row}
     for kind, table in _ANNOTATION_TABLES.items():
         for row in connection.execute(sa.select(table).where(table.c.episode_id.in_(ids))).mappings():
             found[row["episode_id"]][kind].append(readers[kind](row))
     episodes = []
     for row in rows:
         a = found[row["id"]]
-        annotations = convert.sort_annotations(Annotations(tuple(a["token_logprobs"]), tuple(a["critiques"]), tuple(a["episode_scores"])))
+        annotations = convert.sort_annotations(
+            Annotations(tuple(a["token_logprobs"]), tuple(a["critiques"]), tuple(a["episode_scores"]), tuple(a["step_routes"]))
+        )
         episodes.append(convert.episode_from_row(row, steps[row["id"]], annotations))
     return episodes

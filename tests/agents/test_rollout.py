@@ -49,9 +49,12 @@ def test_rollout_episodes_round_trip_through_the_store(policy: CausalLMPolicy) -
 
 
 class FailingSandbox(LocalSandbox):
-    """Test double for an infrastructure fault (a container dying mid-episode) that a local run cannot cause."""
+    """Test double for an infrastructure fault (a container that died between episodes) that a local run cannot cause.
 
-    def call(self, tool, arguments, context, limits):
+    Mid-episode deaths of real containers are tested on the engine (tests/distill/test_sandboxed_training.py).
+    """
+
+    def reset(self):
         raise SandboxError("the container stopped answering")
 
 

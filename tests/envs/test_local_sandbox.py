@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 import pytest
 
 from opd.envs import ExecLimits, ExecResult, LocalSandbox, Task, ToolContext, ToolStatus, tool
+from opd.envs.tool_runner import ToolRunner
 from opd.errors import ToolError
 
 FAST = ExecLimits(timeout_s=1.0, max_output_chars=100)
@@ -40,6 +42,13 @@ def sandbox():
         yield box
 
 
+@pytest.fixture
+def runner():
+    runner = ToolRunner()
+    yield runner
+    runner.close()
+
+
 def context(box: LocalSandbox) -> ToolContext:
     return ToolContext(task=Task("t", "p"), state={}, sandbox=box)
 
@@ -49,20 +58,20 @@ def test_local_sandbox_says_it_does_not_isolate(sandbox: LocalSandbox) -> None:
     assert "does not isolate" in LocalSandbox.__doc__
 
 
-def test_tool_call_ok_error_and_output_cap(sandbox: LocalSandbox) -> None:
-    assert sandbox.call(loud, {"n": 3}, context(sandbox), FAST).output == "xxx"
-    error = sandbox.call(loud, {"n": -1}, context(sandbox), FAST)
+def test_tool_call_ok_error_and_output_cap(sandbox: LocalSandbox, runner: ToolRunner) -> None:
+    assert runner.run(loud, {"n": 3}, context(sandbox), FAST).output == "xxx"
+    error = runner.run(loud, {"n": -1}, context(sandbox), FAST)
     assert error.status == ToolStatus.TOOL_ERROR and "must not be negative" in error.output
-    bad = sandbox.call(loud, {"n": "3"}, context(sandbox), FAST)
+    bad = runner.run(loud, {"n": "3"}, context(sandbox), FAST)
     assert bad.status == ToolStatus.BAD_ARGUMENTS
-    capped = sandbox.call(loud, {"n": 1000}, context(sandbox), FAST)
+    capped = runner.run(loud, {"n": 1000}, context(sandbox), FAST)
     assert capped.truncated and capped.output.startswith("x" * 100) and "900 more characters" in capped.output
 
 
-def test_tool_timeout_is_reported_and_the_sandbox_stays_usable(sandbox: LocalSandbox) -> None:
-    result = sandbox.call(slow, {"seconds": 3.0}, context(sandbox), ExecLimits(timeout_s=0.2))
+def test_a_host_tool_timeout_is_reported_and_the_runner_stays_usable(sandbox: LocalSandbox, runner: ToolRunner) -> None:
+    result = runner.run(slow, {"seconds": 3.0}, context(sandbox), ExecLimits(timeout_s=0.2))
     assert result.status == ToolStatus.TIMEOUT and "timed out" in result.output
-    assert sandbox.call(slow, {"seconds": 0.0}, context(sandbox), FAST).output == "woke"
+    assert runner.run(slow, {"seconds": 0.0}, context(sandbox), FAST).output == "woke"
 
 
 def test_exec_runs_in_the_workdir_and_reset_wipes_it(sandbox: LocalSandbox) -> None:
@@ -95,7 +104,7 @@ def test_exec_timeout_kills_the_whole_process_group(sandbox: LocalSandbox, tmp_p
 def test_close_removes_the_workdir() -> None:
     box = LocalSandbox()
     workdir = box.workdir
-    box.call(slow, {"seconds": 0.0}, context(box), FAST)
+    box.write_file("note.txt", "x")
     box.close()
     assert not workdir.exists()
 
@@ -110,8 +119,8 @@ def test_files_round_trip_and_errors(sandbox: LocalSandbox) -> None:
         sandbox.write_file("sub", "a directory is in the way")
 
 
-def test_a_tool_that_ran_a_command_keeps_its_status(sandbox: LocalSandbox) -> None:
-    @tool
+def test_a_tool_that_ran_a_command_keeps_its_status(sandbox: LocalSandbox, runner: ToolRunner) -> None:
+    @tool(needs="sandbox")
     def run(code: str, ctx: ToolContext) -> ExecResult:
         """Run Python.
 
@@ -121,8 +130,26 @@ def test_a_tool_that_ran_a_command_keeps_its_status(sandbox: LocalSandbox) -> No
         return ctx.sandbox.exec([sys.executable, "-c", code], ctx.limits)
 
     ctx = ToolContext(task=Task("t", "p"), state={}, sandbox=sandbox, limits=ExecLimits(timeout_s=0.5))
-    assert sandbox.call(run, {"code": "print(7)"}, ctx, FAST).output == "7\n"
-    failed = sandbox.call(run, {"code": "import sys; sys.exit(4)"}, ctx, FAST)
+    assert runner.run(run, {"code": "print(7)"}, ctx, FAST).output == "7\n"
+    failed = runner.run(run, {"code": "import sys; sys.exit(4)"}, ctx, FAST)
     assert failed.status == ToolStatus.NONZERO_EXIT and failed.exit_code == 4
-    slow = sandbox.call(run, {"code": "import time; time.sleep(5)"}, ctx, FAST)
+    slow = runner.run(run, {"code": "import time; time.sleep(5)"}, ctx, FAST)
     assert slow.status == ToolStatus.TIMEOUT
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../x", "sub/../../x", "", "."])
+def test_paths_outside_the_work_dir_are_refused(sandbox: LocalSandbox, path: str) -> None:
+    with pytest.raises(ToolError, match="under the working directory"):
+        sandbox.read_file(path)
+    with pytest.raises(ToolError, match="under the working directory"):
+        sandbox.write_file(path, "x")
+
+
+def test_a_fifo_is_refused_at_once(sandbox: LocalSandbox) -> None:
+    os.mkfifo(sandbox.workdir / "pipe")
+    started = time.perf_counter()
+    with pytest.raises(ToolError, match="regular file"):
+        sandbox.read_file("pipe")
+    with pytest.raises(ToolError, match="regular file"):
+        sandbox.write_file("pipe", "x")
+    assert time.perf_counter() - started < 1.0

@@ -54,6 +54,7 @@ def test_a_store_at_the_first_schema_is_migrated_with_its_data(tmp_path: Path) -
     with TrajectoryStore(path) as store:
         old = store.get_episode("e1")
         assert old.writer == {} and old.suite == "calculator" and old.created_at.tzinfo is not None
+        assert old.parent_id is None and old.branch_step is None and not old.annotations.routes  # revision 0004
         store.write_episode(make_episode(np.random.default_rng(0), store.add_run(Run())))
         assert store.count_episodes() == 2
     with sqlite3.connect(path) as raw:

@@ -7,7 +7,17 @@ import pytest
 from trajectory_factories import make_episode, make_topk
 
 from opd.errors import ConfigError
-from opd.trajectories import Annotations, EpisodeFilter, EpisodeScore, Run, StepCritique, TrajectoryStore
+from opd.trajectories import (
+    Annotations,
+    EpisodeFilter,
+    EpisodeScore,
+    Run,
+    StepCritique,
+    StepRoute,
+    TrajectoryStore,
+    episode_from_json,
+    episode_to_json,
+)
 
 
 def test_episode_round_trips_bit_for_bit(store: TrajectoryStore, episode) -> None:
@@ -19,6 +29,18 @@ def test_episode_round_trips_bit_for_bit(store: TrajectoryStore, episode) -> Non
     assert np.isnan(step.logprobs[~step.policy_mask]).all()
     topk = loaded.annotations.token_logprobs[0]
     assert topk.logprobs.dtype == np.float16 and topk.logprobs.tobytes() == episode.annotations.token_logprobs[0].logprobs.tobytes()
+
+
+def test_a_routed_branch_round_trips_through_the_store_and_jsonl(store: TrajectoryStore, episode, run) -> None:
+    routes = (StepRoute("routed", 0, "large", "tool order", 0.7, 120, 2.4e6), StepRoute("routed", 1, "teacher", "default", None, 30, 1e4))
+    branch = dataclasses.replace(
+        episode, parent_id="f" * 32, branch_step=1, annotations=dataclasses.replace(episode.annotations, routes=routes)
+    )
+    store.write_episode(branch)
+    loaded = store.get_episode(branch.id)
+    assert loaded == branch and loaded.annotations.routes == routes
+    assert store.get_steps(branch.id, 1, 2)[1].routes == routes[1:]
+    assert episode_from_json(episode_to_json(loaded, run)) == (loaded, run)
 
 
 def test_episode_helpers_concatenate_steps(episode) -> None:

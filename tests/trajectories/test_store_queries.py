@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +152,23 @@ def test_read_only_on_postgres(postgres_url: str) -> None:
         assert store.count_episodes(EpisodeFilter(text="compute")) == 1
         with pytest.raises(sa.exc.InternalError, match="read-only transaction"):
             store.add_run(Run(name="no"))
+
+
+def test_teacher_run_suite_and_date_filters(store: TrajectoryStore, rng, run) -> None:
+    """What `opd annotate` and training from the store select by: who annotated, which runs and suites, when."""
+    other = store.add_run(Run(name="other"))
+    old = dataclasses.replace(make_episode(rng, run), created_at=datetime(2025, 1, 1, tzinfo=UTC))
+    plain = make_episode(rng, other, suite="inventory", annotated=False)
+    store.write_episodes([old, plain])
+
+    def ids(**fields) -> set[str]:
+        return set(store.episode_ids(EpisodeFilter(**fields)))
+
+    assert ids(annotated_by="critic") == ids(annotated_by="teacher") == {old.id}  # a critique or token log-probs by that name
+    assert ids(not_annotated_by="teacher") == {plain.id} and ids(annotated_by="nobody") == set()
+    assert ids(run_ids=(run.id, other.id)) == {old.id, plain.id} and ids(run_ids=(other.id,)) == {plain.id}
+    assert ids(suites=("inventory", "files")) == {plain.id}
+    assert ids(created_before=datetime(2025, 6, 1)) == {old.id}  # a naive bound reads as UTC
+    assert ids(created_after=datetime(2025, 6, 1, tzinfo=UTC)) == {plain.id}
+    assert store.episode_ids() == [old.id, plain.id]  # oldest first
+    assert store.tokenizers() == [("tiny-tokenizer", "abc123")]

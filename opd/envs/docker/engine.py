@@ -128,7 +128,7 @@ def run_request(
     api = client.api
     payload = json.dumps(request).encode("utf-8")
     try:
-        exec_id = api.exec_create(container_id, supervisor_argv(), stdin=True, user=SANDBOX_USER, workdir="/work")["Id"]
+        exec_id = api.exec_create(container_id, supervisor_argv(), stdin=True, user=SANDBOX_USER, workdir="/")["Id"]
         stream = api.exec_start(exec_id, socket=True)
     except docker.errors.NotFound as exc:
         raise SandboxError(f"Sandbox container {container_id[:12]} no longer exists: {exc.explanation}") from exc

@@ -3,8 +3,8 @@
 The pool owns container lifetimes; envs borrow sandboxes. It first attaches to
 running compose-started containers of its kind (``docker compose up -d``, found
 by label) and starts the rest itself with the same hardening. Creating a
-container costs seconds (more on the vfs storage driver), an exec ~0.1 s, so
-containers are created once and reset between episodes.
+container costs seconds (more on the vfs storage driver), a call into a warm
+one milliseconds, so containers are created once and reset between episodes.
 
 Containers the pool starts carry an owner label (host, pid, process start
 time). ``close()`` removes them, and so does a finalizer at interpreter exit;
@@ -60,10 +60,14 @@ class PoolConfig:
     hardening: Hardening = Hardening()  # for the containers the pool starts itself
     acquire_timeout_s: float = 600.0  # how long acquire() waits for a free sandbox
     engines: tuple[EngineConfig, ...] = ()  # where containers run; () means the engine DOCKER_HOST (or the default socket) names
+    share: tuple[int, int] = (0, 1)  # (index, count): attach to every count-th compose container from index (a torchrun rank's share)
+    create: bool = True  # start containers of our own when compose provides fewer than size; False: only attach
 
     def __post_init__(self) -> None:
         if self.size < 1:
             raise ConfigError(f"A sandbox pool needs size >= 1, got {self.size}.")
+        if not 0 <= self.share[0] < self.share[1]:
+            raise ConfigError(f"share must be (index, count) with 0 <= index < count, got {self.share}.")
         object.__setattr__(self, "engines", tuple(e if isinstance(e, EngineConfig) else EngineConfig(**e) for e in self.engines))
 
 
@@ -128,7 +132,12 @@ class SandboxPool:
                 self._owned[engine] = []
                 weakref.finalize(self, _remove_containers, client, self._owned[engine])
             attached = self._attach() if self.config.attach else []
-            created = self._create(self.config.size - len(attached), attached)
+            if not self.config.create and not attached:
+                raise SandboxError(
+                    f"No running {self.config.kind} sandbox to attach to (and starting containers is off): run "
+                    "`docker compose up -d` in the opd repository, or let opd start its own containers."
+                )
+            created = self._create(self.config.size - len(attached), attached) if self.config.create else []
             for sandbox in attached + created:
                 sandbox.reset()
                 self._all.append(sandbox)
@@ -194,7 +203,8 @@ class SandboxPool:
             for client in reversed(self.clients)
             for c in client.containers.list(filters=filters)
         }
-        return sorted(found.values(), key=lambda s: s.name)[: self.config.size]
+        index, count = self.config.share
+        return sorted(found.values(), key=lambda s: s.name)[index::count][: self.config.size]
 
     def _create(self, count: int, attached: list[DockerSandbox]) -> list[DockerSandbox]:
         if count <= 0:

@@ -1,9 +1,10 @@
 """``DockerSandbox``: the :class:`~opd.envs.sandbox.Sandbox` protocol in a hardened, warm container.
 
-Tools run on the host (they are trusted code: the suite's own functions); what
-they run *inside* the sandbox, through :meth:`DockerSandbox.exec`, is the
-model's code. Every exec goes through the in-container supervisor, which kills
-the command's whole process group at the deadline and caps its output.
+Tools run on the host (they are trusted code: the suite's own functions) and
+reach the container through this protocol; what they run *inside* the
+sandbox, through :meth:`DockerSandbox.exec`, is the model's code. Every exec
+goes through the container's serving supervisor (``connection.py``), which
+kills the command's whole process group at the deadline and caps its output.
 
 A ``DockerSandbox`` does not own its container: a :class:`SandboxPool` does
 (it created it, or attached to a compose-started one), and an env only borrows
@@ -21,17 +22,15 @@ import base64
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import docker
 import docker.errors
 
-from opd.envs.docker.engine import ReplyError, run_request
-from opd.envs.sandbox import ExecLimits, ExecResult, ToolStatus, cap_output, run_tool_inline
+from opd.envs.docker.connection import SupervisorConnection
+from opd.envs.docker.engine import ReplyError
+from opd.envs.sandbox import ExecLimits, ExecResult, ToolStatus, cap_output, relative_path
 from opd.errors import SandboxError, ToolError
-
-if TYPE_CHECKING:
-    from opd.envs.tools import Tool, ToolContext
 
 __all__ = ["DockerSandbox"]
 
@@ -39,11 +38,17 @@ log = logging.getLogger(__name__)
 
 GRACE_S = 5.0  # the host waits this long past a command's timeout before it stops trusting the container
 _BYTES_PER_CHAR = 4  # UTF-8 worst case: the supervisor keeps enough bytes for max_output_chars characters
-_CONTROL = {c: "\ufffd" for c in range(32) if chr(c) not in "\n\t\r"} | {0x7F: "\ufffd"}
+# What the model reads of a command's output: C0 (but newline, tab, CR), DEL and the 8-bit C1 controls become U+FFFD.
+_CONTROL = {c: "\ufffd" for c in (*range(32), *range(0x7F, 0xA0)) if chr(c) not in "\n\t\r"}
+
+
+def _file_deadline(limits: ExecLimits | None) -> float:
+    """How long a file operation may take: the call's time limit (plus the grace every request gets), or a setup's default."""
+    return (limits or ExecLimits()).timeout_s + GRACE_S
 
 
 class DockerSandbox:
-    """One warm container, driven through ``docker exec``. Isolated: no network, read-only root, no capabilities."""
+    """One warm container, driven through one long-lived supervisor. Isolated: no network, read-only root, no capabilities."""
 
     isolated = True
 
@@ -53,6 +58,7 @@ class DockerSandbox:
         self.kind = kind
         self.name = name or container_id[:12]
         self._closed = False
+        self._connection = SupervisorConnection(client, container_id)  # one serving supervisor, started on first use
 
     def __repr__(self) -> str:
         return f"DockerSandbox({self.name!r}, kind={self.kind!r})"
@@ -62,14 +68,13 @@ class DockerSandbox:
         """The engine the container runs on."""
         return self._client
 
+    def describe(self) -> dict[str, Any]:
+        """What an episode record keeps of the sandbox it ran in."""
+        return {"container": self.name, "kind": self.kind, "engine": self._client.api.base_url}
+
     def __deepcopy__(self, memo: dict[int, Any]) -> DockerSandbox:
         # A handle to a container owned by a pool: copies (gymnasium deep-copies make() kwargs) share it.
         return self
-
-    def call(self, tool: Tool, arguments: Mapping[str, Any], context: ToolContext, limits: ExecLimits) -> ExecResult:
-        """Run a (trusted, host-side) tool; the commands it sends to the container carry the limits."""
-        self._check_open()
-        return run_tool_inline(tool, arguments, context, limits)
 
     def exec(self, argv: Sequence[str], limits: ExecLimits, *, stdin: str | None = None) -> ExecResult:
         """Run ``argv`` in /work as the sandbox user; kill its process group at ``limits.timeout_s``."""
@@ -89,30 +94,31 @@ class DockerSandbox:
             return ExecResult(message, status, duration_s=time.perf_counter() - start)
         return self._exec_result(reply, limits, time.perf_counter() - start)
 
-    def read_file(self, path: str, *, max_bytes: int = 1 << 20) -> bytes:
+    def read_file(self, path: str, *, max_bytes: int = 1 << 20, limits: ExecLimits | None = None) -> bytes:
         self._check_open()
-        request = {"op": "read", "path": path, "max_bytes": max_bytes}
-        reply = self._request(request, deadline_s=30, max_reply_bytes=2 * max_bytes + 4096)
+        request = {"op": "read", "path": relative_path(path), "max_bytes": max_bytes}
+        reply = self._request(request, deadline_s=_file_deadline(limits), max_reply_bytes=2 * max_bytes + 4096)
         if "error" in reply:
             raise ToolError(f"cannot read {reply['error']}")
         return base64.b64decode(reply["content"])
 
-    def write_file(self, path: str, content: str | bytes) -> None:
-        self.write_files({path: content})
+    def write_file(self, path: str, content: str | bytes, *, limits: ExecLimits | None = None) -> None:
+        self.write_files({path: content}, limits=limits)
 
-    def write_files(self, files: Mapping[str, str | bytes]) -> None:
+    def write_files(self, files: Mapping[str, str | bytes], *, limits: ExecLimits | None = None) -> None:
         """Write several files in one round trip (a suite's setup writes a whole directory tree this way)."""
         self._check_open()
         items = [
-            {"path": path, "content": base64.b64encode(data.encode("utf-8") if isinstance(data, str) else data).decode("ascii")}
+            {"path": relative_path(path), "content": base64.b64encode(data.encode() if isinstance(data, str) else data).decode("ascii")}
             for path, data in files.items()
         ]
-        reply = self._request({"op": "write", "files": items}, deadline_s=30, max_reply_bytes=65_536)
+        reply = self._request({"op": "write", "files": items}, deadline_s=_file_deadline(limits), max_reply_bytes=65_536)
         if "error" in reply:
             raise ToolError(f"cannot write {reply['error']}")
 
     def reset(self) -> None:
-        """Kill every process the sandbox user runs and empty /work, /tmp and /dev/shm; restart the container if that fails."""
+        """Kill every process the sandbox user runs, empty /work, /tmp and /dev/shm and remove its SysV IPC objects;
+        restart the container if that fails."""
         self._check_open()
         if self._try_reset():
             return
@@ -123,6 +129,7 @@ class DockerSandbox:
     def recycle(self) -> None:
         """Restart the container: every process dies and the tmpfs mounts come back empty (seconds, not minutes)."""
         log.info("sandbox %s: restarting the container", self.name)
+        self._connection.close()  # its server dies with the restart
         try:
             self._client.api.restart(self.container_id, timeout=0)
         except docker.errors.NotFound as exc:
@@ -137,8 +144,9 @@ class DockerSandbox:
             return False
 
     def close(self) -> None:
-        """Stop lending this sandbox out; its pool removes (or keeps) the container."""
+        """Stop lending this sandbox out; its pool removes (or keeps) the container. Its supervisor exits."""
         self._closed = True
+        self._connection.close()
 
     def _try_reset(self) -> bool:
         try:
@@ -146,14 +154,14 @@ class DockerSandbox:
         except (ReplyError, SandboxError) as exc:
             log.warning("sandbox %s: reset failed (%s)", self.name, exc)
             return False
-        if reply.get("leftover_processes") or reply.get("leftover_files"):
+        if reply.get("leftover_processes") or reply.get("leftover_files") or reply.get("leftover_ipc"):
             log.warning("sandbox %s: reset left %s", self.name, reply)
             return False
         return True
 
     def _request(self, request: dict[str, Any], *, deadline_s: float, max_reply_bytes: int) -> dict[str, Any]:
         try:
-            return run_request(self._client, self.container_id, request, deadline_s=deadline_s, max_reply_bytes=max_reply_bytes)
+            return self._connection.request(request, deadline_s=deadline_s, max_reply_bytes=max_reply_bytes)
         except ReplyError:
             raise
         except SandboxError as exc:

@@ -30,7 +30,7 @@ _LEVELS = ["INFO", "INFO", "INFO", "WARN", "ERROR"]
 _PATH = re.compile(r"^[\w./-]+$")
 
 
-@tool
+@tool(needs="isolation")
 def shell(command: str, ctx: ToolContext) -> ExecResult:
     """Run a bash command in the working directory and return its output (stdout and stderr together).
 
@@ -42,17 +42,17 @@ def shell(command: str, ctx: ToolContext) -> ExecResult:
     return ctx.sandbox.exec(["bash", "-c", command], ctx.limits)
 
 
-@tool
+@tool(needs="sandbox")
 def read_file(path: str, ctx: ToolContext) -> str:
     """Return the text of a file (at most 64 KB of it).
 
     Args:
         path: The file's path relative to the working directory.
     """
-    return ctx.sandbox.read_file(_checked(path), max_bytes=65_536).decode("utf-8", errors="replace")
+    return ctx.sandbox.read_file(_checked(path), max_bytes=65_536, limits=ctx.limits).decode("utf-8", errors="replace")
 
 
-@tool
+@tool(needs="sandbox")
 def write_file(path: str, content: str, ctx: ToolContext) -> str:
     """Create or replace a file, creating its parent directories.
 
@@ -60,7 +60,7 @@ def write_file(path: str, content: str, ctx: ToolContext) -> str:
         path: The file's path relative to the working directory.
         content: The complete new text of the file.
     """
-    ctx.sandbox.write_file(_checked(path), content)
+    ctx.sandbox.write_file(_checked(path), content, limits=ctx.limits)
     return f"Wrote {len(content)} characters to {path}."
 
 
@@ -198,6 +198,7 @@ def files_suite(difficulty: Difficulty = "medium") -> ToolSuite:
         expert=FilesExpert(),
         max_turns=10,
         requires_isolation=True,
+        sandbox_kind="shell",
         system_prompt=(
             "You are a careful operator working in a Linux shell. Use the tools, one call per turn, to inspect "
             "and change files in the working directory; then reply as the task asks."

@@ -29,7 +29,7 @@ Difficulty = Literal["easy", "medium", "hard"]
 DATA_FILE = "numbers.txt"
 
 
-@tool
+@tool(needs="isolation")
 def run_python(code: str, ctx: ToolContext) -> ExecResult:
     """Run a Python 3 program in a sandbox and return what it printed (stdout and stderr together).
 
@@ -162,6 +162,7 @@ def python_suite(difficulty: Difficulty = "medium") -> ToolSuite:
         expert=PythonExpert(),
         max_turns=6,
         requires_isolation=True,
+        sandbox_kind="python",
         system_prompt=(
             "You are a careful programmer. Answer the question by writing Python programs and running them "
             "with the run_python tool, one call per turn; then reply with the number only."

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from opd.errors import StoreError
 from opd.trajectories.store import TrajectoryStore
-from opd.trajectories.viewer import api, pages
+from opd.trajectories.viewer import api, branches, pages
 from opd.trajectories.viewer.templating import render
 
 __all__ = ["StoreSource", "create_app"]
@@ -67,6 +67,7 @@ def create_app(location: str) -> FastAPI:
     app.state.stores = source
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
     app.include_router(pages.router)
+    app.include_router(branches.router)
     app.include_router(api.router)
 
     @app.exception_handler(StoreError)

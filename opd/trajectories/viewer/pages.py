@@ -13,8 +13,10 @@ from collections import defaultdict
 
 from fastapi import APIRouter, Request, Response
 
+from opd.trajectories.records import route_shares
 from opd.trajectories.runs import EVALUATION_KIND, evaluations_by_run
 from opd.trajectories.store import EpisodeStats, TrajectoryStore
+from opd.trajectories.viewer.branches import branch_tree
 from opd.trajectories.viewer.compare import compare_tasks, plot_curves, success_curve
 from opd.trajectories.viewer.filters import parse_filters
 from opd.trajectories.viewer.templating import render
@@ -103,6 +105,8 @@ def episode_page(request: Request, episode_id: str, teacher: str | None = None) 
         "teacher": teacher if teacher in teachers else (teachers[0] if teachers else ""),
         "critiques": len(episode.annotations.critiques),
         "bins": _legend(),
+        "tree": branch_tree(store, episode),
+        "routes": route_shares(episode.annotations.routes),
     }
     return render(request, "episode.html", context)
 

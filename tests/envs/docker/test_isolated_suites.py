@@ -27,7 +27,7 @@ def test_compose_up_then_a_python_episode_end_to_end(python_pool, docker_client)
         assert "run_python" in env.render()
 
 
-@pytest.mark.parametrize(("suite", "episodes"), [("python", 90), ("files", 60)])
+@pytest.mark.parametrize(("suite", "episodes"), [("python", 90), ("files", 60), ("logs", 60)])
 def test_experts_solve_seeded_tasks_on_a_warm_sandbox(suite: str, episodes: int, pool_for) -> None:
     with pool_for(suite).borrow() as sandbox:
         envs = [ToolEnv(suite, sandbox=sandbox, difficulty=d) for d in ("easy", "medium", "hard")]
@@ -35,7 +35,7 @@ def test_experts_solve_seeded_tasks_on_a_warm_sandbox(suite: str, episodes: int,
     assert failures == []
 
 
-@pytest.mark.parametrize("suite", ["python", "files"])
+@pytest.mark.parametrize("suite", ["python", "files", "logs"])
 def test_same_seed_same_task(suite: str, pool_for) -> None:
     with pool_for(suite).borrow() as sandbox:
         env = ToolEnv(suite, sandbox=sandbox)
@@ -74,3 +74,44 @@ def test_files_tools_refuse_paths_outside_the_work_dir(shell_pool) -> None:
             call = {"name": "read_file", "arguments": {"path": path}}
             observation, _, _, _, info = env.step(f"<tool_call>{json.dumps(call)}</tool_call>")
             assert info["error_kind"] == "tool_error" and "relative to the working directory" in observation
+
+
+def test_logs_tools_run_in_the_container_and_the_verifier_reads_its_state(shell_pool) -> None:
+    with shell_pool.borrow() as sandbox:
+        env = ToolEnv("logs", sandbox=sandbox, difficulty="hard")
+        env.reset(seed=0)
+        path, errors = env.task.answer["path"], env.task.answer["errors"]
+        _, reward, _, _, info = env.step(str(errors))  # the right count, but nothing archived
+        assert reward == 0.5 and "archive" in info["verdict"]["reason"]
+        env.reset(seed=0)
+        steps = [
+            ("search", {"text": env.task.data["incident"]}, path),
+            ("count_lines", {"path": path, "text": " ERROR "}, str(errors)),
+            ("archive", {"path": path}, "Moved"),
+            ("list_dir", {"path": "archive"}, path.split("/")[-1]),
+        ]
+        for name, arguments, expected in steps:
+            observation, _, _, _, info = env.step(f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>")
+            assert info["error_kind"] is None and expected in observation, (name, observation)
+        assert sandbox.exec(["ls", "archive"], env.limits).output.split() == [path.split("/")[-1]]  # really moved, in the container
+        _, reward, terminated, _, _ = env.step(str(errors))
+        assert terminated and reward == 1.0
+
+
+@pytest.mark.parametrize(("name", "arguments"), [("archive", {"path": "../x"}), ("count_lines", {"path": "-r", "text": "x"})])
+def test_logs_tools_refuse_paths_out_of_the_work_dir_and_options(name: str, arguments: dict, shell_pool) -> None:
+    with shell_pool.borrow() as sandbox:
+        env = ToolEnv("logs", sandbox=sandbox, difficulty="easy")
+        env.reset(seed=0)
+        observation, _, _, _, info = env.step(f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>")
+        assert info["error_kind"] == "tool_error" and "path must" in observation, observation
+
+
+def test_opd_suites_play_runs_a_sandboxed_suites_expert_in_docker(shell_pool) -> None:
+    from typer.testing import CliRunner
+
+    from opd.cli.app import app
+
+    result = CliRunner().invoke(app, ["suites", "play", "logs", "--episodes", "2", "--difficulty", "hard"])
+    assert result.exit_code == 0, result.output
+    assert "logs: expert solved 2/2 tasks" in result.output and "archive" in result.output

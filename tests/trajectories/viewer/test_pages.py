@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from trajectory_factories import make_episode
 from viewer_store import HOSTILE, ViewerStore, every_listed_id, ids_on, page_link
 
@@ -149,3 +152,29 @@ def test_the_viewer_on_postgres(postgres_url: str, rng) -> None:
         assert set(ids_on(client.get("/episodes?success=yes&q=compute").text)) == {episodes[0].id, episodes[2].id}
         assert client.get(f"/episodes/{episodes[1].id}").status_code == 200
         assert len(client.get(f"/api/episodes/{episodes[1].id}/steps").json()["steps"]) == 3
+
+
+def test_branches_show_as_a_tree_and_side_by_side_step_by_step(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    path = tmp_path / "branches.db"
+    with TrajectoryStore(path) as store:
+        run = store.add_run(Run(name="branches"))
+        parent = make_episode(rng, run, steps=3)
+        first = dataclasses.replace(make_episode(rng, run, steps=4), parent_id=parent.id, branch_step=1)
+        second = dataclasses.replace(make_episode(rng, run, steps=2), parent_id=parent.id, branch_step=1)
+        grandchild = dataclasses.replace(make_episode(rng, run, steps=3), parent_id=first.id, branch_step=2)
+        alone = make_episode(rng, run, steps=1)
+        store.write_episodes([parent, first, second, grandchild, alone])
+    with TestClient(create_app(str(path))) as client:
+        page = client.get(f"/episodes/{grandchild.id}")
+        tree = page.text[page.text.index('id="branch-tree"') :]
+        assert all(e.id[:12] in tree for e in (parent, first, second, grandchild))
+        assert tree.index(parent.id[:12]) < tree.index(first.id[:12]) < tree.index(grandchild.id[:12])  # nested under its parent
+        assert f"/episodes/{parent.id}/branches" in tree and "from step 2" in tree
+        assert 'id="branch-tree"' not in client.get(f"/episodes/{alone.id}").text
+        compared = client.get(f"/episodes/{parent.id}/branches")
+        assert compared.status_code == 200 and "2 branches" in compared.text
+        table = compared.text[compared.text.index('id="branch-steps"') :]
+        assert table.count('class="shared"') == 1  # step 0: the parent's in both branches, shown once
+        assert all(str(escape(step.action)) in table for step in (first.steps[3], parent.steps[2], second.steps[1]))
+        assert client.get("/episodes/nope/branches").status_code == 404
