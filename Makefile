@@ -35,6 +35,7 @@ chromium:
 # if missing). If one cannot start, its tests skip on a developer machine and fail in CI (CI=true), never silently.
 test: $(VENV)/.installed docker chromium
 	$(BIN)/ruff check opd tests benchmarks
+	OPD_REAL_MODELS="$$(scripts/ensure-real-tokenizers.sh $(BIN)/python)" \
 	OPD_TEST_POSTGRES_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m pytest
 
 test-fast: $(VENV)/.installed

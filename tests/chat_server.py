@@ -45,8 +45,18 @@ def constant_judge(score: int = 7) -> Judge:
     return lambda messages: ({score: 1.0}, "constant")
 
 
-def chat_app(judge: Judge, *, faults: Mapping[str, float] | None = None, seed: int = 0, slow_s: float = 5.0) -> tuple[FastAPI, ServerLog]:
-    """The app and its log; ``faults`` maps a fault name to the fraction of requests that get it."""
+def chat_app(
+    judge: Judge,
+    *,
+    faults: Mapping[str, float] | None = None,
+    seed: int = 0,
+    slow_s: float = 5.0,
+    speaker: Callable[[list[dict[str, Any]]], str] | None = None,
+) -> tuple[FastAPI, ServerLog]:
+    """The app and its log; ``faults`` maps a fault name to the fraction of requests that get it.
+
+    With ``speaker``, the reply is ``speaker(messages)`` as plain text instead of a judgement (a simulated user's line).
+    """
     unknown = set(faults or {}) - set(FAULTS)
     assert not unknown, f"unknown faults {unknown}"
     rng = np.random.default_rng(seed)
@@ -72,6 +82,8 @@ def chat_app(judge: Judge, *, faults: Mapping[str, float] | None = None, seed: i
             await asyncio.sleep(slow_s)  # longer than the client's timeout: it must give up and retry
         if fault == "garbage":
             return PlainTextResponse("<html>502 upstream garbage", status_code=200)
+        if speaker is not None:
+            return JSONResponse(_completion(body, speaker(body["messages"]), {0: 1.0}, 0))
         distribution, rationale = judge(body["messages"])
         score = max(distribution, key=distribution.get)
         content = "I think it is fine." if fault == "unparseable" else json.dumps({"score": score, "rationale": rationale})

@@ -27,6 +27,14 @@ def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory):
     return build_tiny_tokenizer(tmp_path_factory.mktemp("tiny-tokenizer"))
 
 
+@pytest.fixture(scope="session")
+def real_models() -> Path:
+    """The directory of real-tokenizer model fixtures (qwen2.5, llama3.1, qwen3); `make test` prepares it."""
+    from real_models import real_models_dir_or_fail
+
+    return real_models_dir_or_fail()
+
+
 @pytest.fixture(params=LOCAL_SUITES)
 def suite_name(request: pytest.FixtureRequest) -> str:
     return request.param

@@ -42,6 +42,7 @@ from typing import Any
 from opd.agents.response_cache import ResponseCache
 from opd.errors import ConfigError, OpdError
 from opd.trajectories import Annotations, Episode, StepCritique
+from opd.trajectories.conversations import follow_up
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price table at import
 import litellm  # noqa: E402
@@ -118,7 +119,8 @@ def critique_messages(episode: Episode, step_index: int, config: CriticConfig) -
     task = "\n".join(f"[{m['role']}] {m['content']}" for m in episode.initial_messages if m.get("content"))
     lines = [f"TASK\n{task}", "EPISODE SO FAR"]
     for step in episode.steps[:step_index]:
-        lines.append(f"[agent step {step.index}] {step.action}\n[tools returned] {step.observation}")
+        source = "user follows up" if follow_up(step) is not None else "tools returned"  # a conversation's next user turn
+        lines.append(f"[agent step {step.index}] {step.action}\n[{source}] {step.observation}")
     if step_index == 0:
         lines.append("(nothing yet: this is the first step)")
     step = episode.steps[step_index]
@@ -273,14 +275,7 @@ class BlackBoxTeacher:
         return request
 
     def _credentials(self) -> dict[str, str]:
-        if self.config.api_key_env:
-            key = os.environ.get(self.config.api_key_env)
-            if not key:
-                raise ConfigError(f"The critic's key variable {self.config.api_key_env} is not set in the environment.")
-            return {"api_key": key}
-        if self.config.api_base and self.config.model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
-            return {"api_key": "no-key"}  # a self-hosted OpenAI-compatible server usually wants none, but the client insists on one
-        return {}
+        return api_credentials(self.config.model, self.config.api_base, self.config.api_key_env, who="critic")
 
     def _uncertainty(self, scores: list[float], distributions: list[dict[int, float] | None]) -> float | None:
         half_range = (self.config.score_max - self.config.score_min) / 2
@@ -291,6 +286,18 @@ class BlackBoxTeacher:
             entropy = -sum(p * math.log(p) for p in distributions[0].values() if p > 0)
             return entropy / math.log(self.config.score_max - self.config.score_min + 1)
         return None
+
+
+def api_credentials(model: str, api_base: str | None, api_key_env: str | None, *, who: str) -> dict[str, str]:
+    """The key to send: from ``api_key_env`` if named (never stored), a placeholder for a keyless self-hosted server, else litellm's own."""
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise ConfigError(f"The {who}'s key variable {api_key_env} is not set in the environment.")
+        return {"api_key": key}
+    if api_base and model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
+        return {"api_key": "no-key"}  # a self-hosted OpenAI-compatible server usually wants none, but the client insists on one
+    return {}
 
 
 def _mean(distribution: dict[int, float]) -> float:

@@ -31,13 +31,23 @@ class PreflightReport:
     def ok(self) -> bool:
         return not self.mismatches
 
-    def describe(self) -> str:
+    def summary(self) -> str:
+        """One line: whether the teacher can score the student's tokens, and the bias if it cannot."""
         if self.ok:
             return "student and teacher tokenizers, special tokens and chat templates match"
-        lines = [f"- {m}" for m in self.mismatches]
-        if self.bias_nats_per_token is not None:
-            lines.append(f"estimated bias of teacher scores on student tokens: {self.bias_nats_per_token:.3f} nats/token")
-        return "student/teacher mismatch:\n" + "\n".join(lines)
+        vocabularies = next((m for m in self.mismatches if m.startswith("vocabularies differ")), None)
+        verdict = f"incompatible: {vocabularies}" if vocabularies else f"mismatched: {self.mismatches[0]}"
+        bias = (
+            ""
+            if self.bias_nats_per_token is None
+            else f"; teacher scores on student tokens biased by {self.bias_nats_per_token:.3f} nats/token"
+        )
+        return f"student and teacher are {verdict}{bias}; use a teacher with the student's tokenizer and chat template"
+
+    def describe(self) -> str:
+        if self.ok:
+            return self.summary()
+        return self.summary() + "\n" + "\n".join(f"- {m}" for m in self.mismatches)
 
 
 def preflight(

@@ -71,6 +71,8 @@ def collect_episodes(
     depends only on its env, its seed and ``generator[i]``, not on the other envs.
     ``prefixes``: one per env, already replayed to it (not reset): the episodes go on from there.
     """
+    for env in envs:
+        env.adopt_call_format(policy.chat.call_format)  # the format the policy's chat template writes
     batch = ToolEnvBatch(envs)
     limit = max_context_tokens or getattr(policy.model.config, "max_position_embeddings", 1 << 30)
     running = _start(policy, batch, seeds) if prefixes is None else _resume(batch, prefixes)
@@ -187,6 +189,7 @@ def expert_demonstration(
     not a model), so the episode can be used as a demonstration for SFT or as
     off-policy data, and a teacher can score it like any rollout.
     """
+    env.adopt_call_format(chat.call_format)  # the expert writes its calls as this tokenizer's template does
     played = play_expert(env, seed)
     tools = played.reset_info["tools"]
     pending = chat.prompt_ids(played.reset_info["messages"], tools)

@@ -43,8 +43,14 @@ TINY_CHAT_TEMPLATE = (
 
 
 def expert_texts(env: ToolEnv, episodes: int) -> list[str]:
-    """Every action and observation of the suite expert's episodes on seeds 0..episodes-1: a corpus to fit a tokenizer to."""
-    return [text for seed in range(episodes) for e in [play_expert(env, seed)] for text in (*e.actions, *e.observations)]
+    """Every action and observation of the suite expert's episodes on seeds 0..episodes-1: a corpus to fit a tokenizer to.
+
+    Every tool's name and parameter names come first, also of tools the expert
+    never calls: the template lists every tool, and a name missing from the
+    vocabulary would be ``<|unk|>`` in the prompt and could never be called.
+    """
+    names = [f"{t.name} {' '.join(t.parameter_names)}" for t in env.suite.tools]
+    return [*names, *(text for seed in range(episodes) for e in [play_expert(env, seed)] for text in (*e.actions, *e.observations))]
 
 
 def build_word_tokenizer(corpus: Iterable[str], directory: Path, *, numbers: range = range(-2000, 2001)) -> PreTrainedTokenizerFast:

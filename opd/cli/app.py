@@ -7,7 +7,8 @@ import logging
 import typer
 
 from opd import __version__
-from opd.cli import annotate, branch, demo, episodes, evaluation, runs, sandbox, suites, sweep, train, view
+from opd.cli import annotate, bootstrap, branch, demo, episodes, evaluation, runs, sandbox, suites, sweep, train, view
+from opd.cli.options import load_suite_modules
 from opd.cli.quiet import quiet_libraries
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command("demo")(demo.demo)
+app.command("bootstrap")(bootstrap.bootstrap)
 app.command("train")(train.train_command)
 app.command("eval")(evaluation.eval_command)
 app.command("sweep")(sweep.sweep_command)
@@ -36,10 +38,17 @@ def version() -> None:
 
 
 @app.callback()
-def configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages (and let libraries speak).")) -> None:
+def configure(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages (and let libraries speak)."),
+    imports: list[str] = typer.Option(
+        [], "--import", "-I", help="Import a suite module or file first (repeatable), e.g. -I shop_suites or -I suites/shop.py."
+    ),
+) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not verbose:
         quiet_libraries()
+    if imports:
+        load_suite_modules(imports)
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from opd.trajectories import (
     route_shares,
     sum_usage,
 )
+from opd.trajectories.conversations import follow_up, follow_up_usage, turn_verdict
 from opd.trajectories.inspection import step_divergence
 from opd.trajectories.jsonl import read_jsonl, write_jsonl
 
@@ -63,12 +66,17 @@ def list_episodes(
     limit: int = typer.Option(50, min=1, help="At most this many rows."),
     offset: int = typer.Option(0, min=0, help="Skip this many rows (newest first)."),
     wide: bool = typer.Option(False, "--wide", "-w", help="Also show the run and the policy model."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per episode (full ids), for scripts."),
 ) -> None:
     """List episodes, newest first."""
     with open_store(store) as trajectories:
         where = build_filter(trajectories, run, suite, success, annotated)
         total = trajectories.count_episodes(where)
         rows = trajectories.list_episodes(where, limit=limit, offset=offset)
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps({**dataclasses.asdict(row), "created_at": str(row.created_at)}))
+        return
     table = Table(
         title=f"{len(rows)} of {total} episodes (newest first)", box=box.SIMPLE_HEAD, pad_edge=False, padding=0, collapse_padding=True
     )
@@ -109,9 +117,18 @@ def show(episode_id: str, store: str = StoreOption) -> None:
                 f"[blue]{escape(route.teacher)} chose {escape(route.chosen)}[/] ({escape(route.reason)}{doubt}; {route.tokens} tokens read)"
             )
         console.print(f"[bold cyan]action[/] {escape(step.action)}")
-        style = "red" if step.error_kind else "green"
-        label = f"error ({step.error_kind})" if step.error_kind else "observation"
-        console.print(f"[{style}]{label}[/] {escape(step.observation)}")
+        if (verdict := turn_verdict(step)) is not None:
+            turn = int(verdict.get("user_turn", 0)) + 1
+            grade = f"reward {verdict['reward']:.2f} success {verdict['success']} {escape(verdict['reason'])}"
+            console.print(f"[bold]user turn {turn} graded[/]: {grade}")
+        if (posed := follow_up(step)) is not None:
+            console.print(f"[bold yellow]user (turn {posed[0] + 1})[/] {escape(posed[1])}")
+            if usage := follow_up_usage(step):
+                console.print(f"  [dim]simulated user: {describe_usage(usage)}[/]")
+        else:
+            style = "red" if step.error_kind else "green"
+            label = f"error ({step.error_kind})" if step.error_kind else "observation"
+            console.print(f"[{style}]{label}[/] {escape(step.observation)}")
         if step.reward:
             console.print(f"[bold]reward {step.reward:.2f}[/]")
         for (index, teacher), critique in sorted(critiques.items()):

@@ -4,17 +4,18 @@ Given a checkpoint, the evaluation uses the suite, suite options and turn limit
 the run trained with (recorded in the checkpoint), so ``opd eval CHECKPOINT``
 reproduces the figure training reported; ``--suite``, ``-o`` and
 ``--max-turns`` override them. ``-o`` values are read as YAML, so
-``-o max_value=99`` is the number 99.
+``-o max_value=99`` is the number 99. A suite whose task set is split is
+evaluated on its eval split unless ``--split`` asks for another; the user suite
+modules the run imported (``suites.modules``) are imported again.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import typer
-import yaml
 
+from opd.cli.options import SPLIT_HELP, SUITE_OPTION, default_split, load_suite_modules, parse_options
 from opd.cli.render import console, fail
 from opd.errors import OpdError
 
@@ -22,7 +23,8 @@ from opd.errors import OpdError
 def eval_command(
     model: str = typer.Argument(..., help="Checkpoint directory (runs/train/checkpoints/update-...) or hub name of the policy."),
     suite: str = typer.Option(None, help="Registered tool suite (default: the checkpoint's, else calculator)."),
-    option: list[str] = typer.Option([], "--option", "-o", help="Suite option KEY=VALUE (repeatable); replaces the checkpoint's."),
+    option: list[str] = SUITE_OPTION,
+    split: str = typer.Option(None, help=SPLIT_HELP),
     episodes: int = typer.Option(None, min=1, help="Held-out tasks to play (default: the run's eval_episodes, else 100)."),
     max_turns: int = typer.Option(None, min=1, help="Turn limit (default: the checkpoint's, else the suite's)."),
     store: str = typer.Option(None, "--store", "-s", help="Store the episodes as an evaluation run here (default: the run's store)."),
@@ -45,14 +47,17 @@ def eval_command(
     from opd.trajectories import default_store_location, new_id
 
     trained = trained_model(model)
+    load_suite_modules(list((trained.config.get("suites") or {}).get("modules") or ()))  # the run's own suite modules
     suite = suite or trained.config.get("suite") or "calculator"
-    options = {**(trained.config.get("suite_options") or {}), **_parse_options(option)}
+    options = {**(trained.config.get("suite_options") or {}), **parse_options(option)}
     max_turns = max_turns if max_turns is not None else trained.config.get("max_turns")
     episodes = episodes or trained.config.get("eval_episodes") or 100
     where = None if no_store else store or trained.config.get("store") or default_store_location()
     run_id = new_id()
     chosen = {"backend": sandbox, "image": sandbox_image, "base_url": docker_host, "size": sandboxes, "timeout_s": timeout}
     try:
+        split = default_split(suite, options, split)
+        options = {**options, **({"split": split} if split != "all" else {})}
         where_tools_run = SandboxConfig(**{**(trained.config.get("sandbox") or {}), **{k: v for k, v in chosen.items() if v is not None}})
         policy = CausalLMPolicy.from_pretrained(trained.weights)
         result, played = evaluate(
@@ -75,7 +80,9 @@ def eval_command(
         fail(str(exc))
     if as_json:
         summary = {"success_rate": result.success_rate, "ci_low": result.ci_low, "ci_high": result.ci_high, "episodes": result.episodes}
-        typer.echo(json.dumps({**summary, "run_id": run_id, "suite": suite, "suite_options": options, "max_turns": max_turns}))
+        typer.echo(
+            json.dumps({**summary, "run_id": run_id, "suite": suite, "suite_options": options, "max_turns": max_turns, "split": split})
+        )
         return
     shown = ", ".join(f"{k}={v}" for k, v in options.items())
     console.print(
@@ -84,16 +91,3 @@ def eval_command(
     )
     if where is not None:
         console.print(f"stored as evaluation run {run_id[:8]} in {where}", soft_wrap=True)
-
-
-def _parse_options(items: list[str]) -> dict[str, Any]:
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--option expects KEY=VALUE, got {item!r}.")
-        try:
-            options[key] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            options[key] = value  # not YAML: the text itself
-    return options

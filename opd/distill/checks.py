@@ -38,6 +38,10 @@ def check_before_loading(config: TrainConfig, *, where: str = "config") -> None:
 
 def _suite_problem(config: TrainConfig) -> str | None:
     try:
+        config.suites.load()  # the user's suite modules (suites.modules) first, so that their suites are found
+    except OpdError as exc:
+        return f"suites.modules: {exc}"
+    try:
         make_suite(config.suite, **config.suite_options)
     except OpdError as exc:
         return f"suite: {exc}"

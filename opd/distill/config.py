@@ -34,6 +34,7 @@ from opd.distill.guard import GuardConfig
 from opd.distill.losses import LossConfig
 from opd.distill.offline import ReplayConfig
 from opd.distill.prefix import TeacherPrefixConfig
+from opd.distill.suites import SuitesConfig, resolve_config_paths
 from opd.envs.lending import SandboxConfig
 from opd.errors import ConfigError
 
@@ -57,7 +58,10 @@ class TrainConfig:
     self_teacher: SelfTeacherConfig | None = None  # teacher-free: the student with privileged context (or its EMA) is the teacher
     suite: str = "calculator"  # a registered tool suite (`opd suites list`)
     suite_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {"difficulty": "easy"}
+    suites: SuitesConfig = SuitesConfig()  # user suite modules to import, and whether to train/evaluate on task splits
     max_turns: AtLeastOne | None = None  # turn limit per episode; None: the suite's default
+    # How the models write tool calls: auto (from the student's chat template), or a name from opd.envs.CALL_FORMATS.
+    tool_call_format: Literal["auto", "hermes", "llama3_json"] = "auto"
     run_name: str = "opd"  # shown in `opd runs list`, `opd episodes list` and the run record
     store: str = "runs/opd.db"  # trajectory store: a SQLite path or a database URL
     output_dir: str = "runs/train"  # checkpoints, metrics.jsonl and TensorBoard logs
@@ -110,7 +114,8 @@ def load_config(path: str | Path, *, settings: Sequence[str] = (), **overrides: 
     """Read a YAML (.yaml/.yml) or TOML (.toml) file.
 
     ``settings`` are command-line overrides (``"loss.kind=step"``, values read as YAML) merged into
-    the file's sections; ``overrides`` replace whole top-level keys.
+    the file's sections; ``overrides`` replace whole top-level keys. Relative paths in the file are
+    relative to the file (see ``resolve_config_paths``); those of overrides to the working directory.
     """
     path = Path(path)
     if not path.is_file():
@@ -123,6 +128,7 @@ def load_config(path: str | Path, *, settings: Sequence[str] = (), **overrides: 
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of settings at the top level.")
     where = f"{path} (with {' '.join(settings)})" if settings else str(path)
+    data = resolve_config_paths(data, path.parent.resolve())
     return from_mapping(apply_overrides({**data, **overrides}, parse_overrides(settings)), where=where)
 
 

@@ -1,6 +1,8 @@
 """The demo: on-policy distillation against off-policy SFT, end to end, on a CPU in minutes.
 
-Everything is built here, from nothing but the built-in ``calculator`` suite:
+Everything is built here, from nothing but a suite with a scripted expert
+(the built-in ``calculator`` by default; ``opd bootstrap SUITE`` runs steps 1-3's
+model building for any registered suite):
 
 1. a word-level tokenizer fitted to the suite's texts;
 2. a teacher (2 layers, d=128) trained by SFT on the scripted expert's
@@ -41,7 +43,8 @@ from opd.distill.evaluate import EVAL_SEED_OFFSET, EvalResult, evaluate
 from opd.distill.losses import LossConfig
 from opd.distill.sft import sft
 from opd.distill.train import TrainResult, train
-from opd.envs import ToolEnv
+from opd.envs import ToolEnv, make_suite
+from opd.errors import ConfigError
 
 __all__ = ["DemoConfig", "DemoResult", "demo_models", "run_demo"]
 
@@ -52,6 +55,8 @@ Report = Callable[[str], None]
 class DemoConfig:
     workdir: str = "runs/demo"  # models, checkpoints, metrics and the plot
     store: str = "runs/opd.db"  # where every episode goes
+    suite: str = "calculator"  # any registered suite with a scripted expert (`opd bootstrap SUITE` builds its models)
+    numbers: tuple[int, int] | None = None  # integers that are one token each; None: 0..suite_options["max_value"] (99)
     # Two dependent calls, numbers in [0, 99]: every number is one token of a small vocabulary.
     suite_options: dict[str, Any] = dataclasses.field(
         default_factory=lambda: {"difficulty": "easy", "prompt_style": "terse", "max_value": 99}
@@ -96,9 +101,9 @@ def run_demo(config: DemoConfig, *, report: Report = print) -> DemoResult:
     teacher_dir, student_dir = demo_models(config, report=report)
     timings["teacher (build or load)"] = time.perf_counter() - started
     teacher = CausalLMPolicy.from_pretrained(str(teacher_dir))
-    teacher_eval, _ = evaluate(teacher, "calculator", suite_options=options, episodes=config.eval_episodes)
+    teacher_eval, _ = evaluate(teacher, config.suite, suite_options=options, episodes=config.eval_episodes)
     start_eval, _ = evaluate(
-        CausalLMPolicy.from_pretrained(str(student_dir)), "calculator", suite_options=options, episodes=config.eval_episodes
+        CausalLMPolicy.from_pretrained(str(student_dir)), config.suite, suite_options=options, episodes=config.eval_episodes
     )
     report(f"teacher success {teacher_eval.describe()}; student start {start_eval.describe()}")
     arms: dict[str, TrainResult] = {}
@@ -112,13 +117,15 @@ def run_demo(config: DemoConfig, *, report: Report = print) -> DemoResult:
         arms[arm] = train(_arm_config(config, arm, loss, offpolicy, lr, student_dir, teacher_dir, budget), resume=False)
         timings[arm] = time.perf_counter() - arm_started
         report(f"arm {arm}: {arms[arm].final_eval.describe()} after {arms[arm].labelled_tokens:,} labelled tokens")
-    plot = _plot(work / "success_vs_tokens.png", arms, teacher_eval, start_eval)
+    plot = _plot(work / "success_vs_tokens.png", arms, teacher_eval, start_eval, config.suite)
     (work / "results.json").write_text(json.dumps(_summary(teacher_eval, start_eval, arms, timings), indent=2))
     return DemoResult(teacher_eval, start_eval, arms, timings, plot)
 
 
 def demo_models(config: DemoConfig, *, report: Report = print) -> tuple[Path, Path]:
     """The demo's teacher and student-start directories, built on first use and cached per recipe."""
+    if make_suite(config.suite, **config.suite_options).expert is None:
+        raise ConfigError(f"Suite {config.suite!r} has no scripted expert to teach the teacher; give its ToolSuite an expert=.")
     torch.manual_seed(config.seed)
     models = Path(config.workdir) / "models" / _recipe_hash(config)
     if not (models / "teacher" / "config.json").is_file():
@@ -133,7 +140,7 @@ def _arm_config(
     return TrainConfig(
         student=str(student),
         teacher=str(teacher),
-        suite="calculator",
+        suite=config.suite,
         suite_options=dict(config.suite_options),
         run_name=f"demo: {arm}",
         store=config.store,
@@ -155,9 +162,10 @@ def _arm_config(
 
 
 def _build_models(config: DemoConfig, models: Path, report: Report) -> None:
-    env = ToolEnv("calculator", **config.suite_options)
+    env = ToolEnv(config.suite, **config.suite_options)
     texts = expert_texts(env, 300)
-    tokenizer = build_word_tokenizer(texts, models / "tokenizer", numbers=range(0, config.suite_options.get("max_value", 99) + 1))
+    low, high = config.numbers or (0, config.suite_options.get("max_value", 99))
+    tokenizer = build_word_tokenizer(texts, models / "tokenizer", numbers=range(low, high + 1))
     build_tiny_model(tokenizer, models / "teacher", layers=2, hidden=128, heads=4, seed=config.seed)
     teacher = CausalLMPolicy.from_pretrained(str(models / "teacher"))
     demonstrations = [expert_demonstration(teacher.chat, env, seed, run_id="demo-demonstrations") for seed in range(config.demonstrations)]
@@ -166,15 +174,16 @@ def _build_models(config: DemoConfig, models: Path, report: Report) -> None:
         stop=_reached(teacher, config, config.teacher_target, every=100, name="teacher", report=report))  # fmt: skip
     teacher.model.save_pretrained(models / "teacher")
     build_tiny_model(tokenizer, models / "student-start", layers=2, hidden=32, heads=2, seed=config.seed + 1)
-    student = CausalLMPolicy.from_pretrained(str(models / "student-start"))
-    envs = [ToolEnv("calculator", **config.suite_options) for _ in range(512)]
-    teacher_episodes = collect_episodes(
-        teacher, envs, list(range(500_000, 500_512)), run_id="demo-warmup", sampling=SamplingConfig(max_new_tokens=32),
-        generator=torch.Generator().manual_seed(config.seed),
-    )  # fmt: skip
-    sft(student, teacher_episodes, steps=config.warmup_steps, learning_rate=3e-3, seed=config.seed,
-        stop=_reached(student, config, config.warmup_target, every=50, name="student warm-up", report=report))  # fmt: skip
-    student.model.save_pretrained(models / "student-start")
+    if config.warmup_steps > 0:  # 0: the student starts from its random initialisation
+        student = CausalLMPolicy.from_pretrained(str(models / "student-start"))
+        envs = [ToolEnv(config.suite, **config.suite_options) for _ in range(512)]
+        teacher_episodes = collect_episodes(
+            teacher, envs, list(range(500_000, 500_512)), run_id="demo-warmup", sampling=SamplingConfig(max_new_tokens=32),
+            generator=torch.Generator().manual_seed(config.seed),
+        )  # fmt: skip
+        sft(student, teacher_episodes, steps=config.warmup_steps, learning_rate=3e-3, seed=config.seed,
+            stop=_reached(student, config, config.warmup_target, every=50, name="student warm-up", report=report))  # fmt: skip
+        student.model.save_pretrained(models / "student-start")
 
 
 def _reached(policy: CausalLMPolicy, config: DemoConfig, target: float, *, every: int, name: str, report: Report) -> Callable[[int], bool]:
@@ -183,7 +192,7 @@ def _reached(policy: CausalLMPolicy, config: DemoConfig, target: float, *, every
     def stop(step: int) -> bool:
         if step % every:
             return False
-        result, _ = evaluate(policy, "calculator", suite_options=config.suite_options, episodes=50, seed_offset=EVAL_SEED_OFFSET // 2)
+        result, _ = evaluate(policy, config.suite, suite_options=config.suite_options, episodes=50, seed_offset=EVAL_SEED_OFFSET // 2)
         report(f"  {name} after {step} SFT steps: {result.describe()}")
         return result.success_rate >= target
 
@@ -193,6 +202,8 @@ def _reached(policy: CausalLMPolicy, config: DemoConfig, target: float, *, every
 def _recipe_hash(config: DemoConfig) -> str:
     fields = ("suite_options", "seed", "demonstrations", "teacher_steps", "teacher_target", "warmup_steps", "warmup_target")
     recipe = {k: getattr(config, k) for k in fields}
+    if config.suite != "calculator" or config.numbers is not None:  # so the calculator demo keeps its cached models
+        recipe.update(suite=config.suite, numbers=config.numbers)
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -208,7 +219,7 @@ def _summary(teacher: EvalResult, start: EvalResult, arms: dict[str, TrainResult
     }
 
 
-def _plot(path: Path, arms: dict[str, TrainResult], teacher: EvalResult, start: EvalResult) -> Path:
+def _plot(path: Path, arms: dict[str, TrainResult], teacher: EvalResult, start: EvalResult, suite: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display on servers and CI
@@ -223,7 +234,7 @@ def _plot(path: Path, arms: dict[str, TrainResult], teacher: EvalResult, start: 
     axes.set_ylabel("greedy success on held-out tasks")
     axes.set_ylim(0, 1.02)
     axes.legend(loc="lower right")
-    axes.set_title("calculator: student (2 layers, d=32) distilled from teacher (2 layers, d=128)")
+    axes.set_title(f"{suite}: student (2 layers, d=32) distilled from teacher (2 layers, d=128)")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)

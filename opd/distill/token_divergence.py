@@ -99,7 +99,7 @@ def divergence_rows(
     if isinstance(teacher, Tensor) and k is not None:
         teacher = topk_from_logits(_at_least_fp32(teacher), k)
     if isinstance(teacher, TopKLogprobs):
-        logq_NK1 = coarsen_student(student_logits_NV, teacher.token_ids)
+        logq_NK1 = coarsen_student(student_logits_NV, teacher.token_ids, normalized=student_is_logprobs)
         logp_NK1 = teacher.coarse_logprobs().to(logq_NK1.dtype)
         return divergence.terms(logp_NK1, logq_NK1).sum(dim=-1)
     logq_NV = student_logits_NV if student_is_logprobs else torch.log_softmax(student_logits_NV, dim=-1)

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from opd.agents.topk_scoring import NEG_INF, safe_logsumexp, tail_logprob
 from opd.errors import ConfigError
 
-NEG_INF = float("-inf")
+__all__ = ["TopKLogprobs", "coarsen_student", "safe_logsumexp", "tail_logprob", "topk_from_logits"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,8 @@ class TopKLogprobs:
         token_ids: (B, T, K) int64, the K tokens, distinct within a position.
         logprobs: (B, T, K) float, natural-log probabilities normalised over the *full*
             vocabulary (not over the K tokens).
-        tail_mass: (B, T) float, the teacher's probability outside the K tokens,
-            ``1 - sum(exp(logprobs))`` up to rounding (negative rounding is clamped to 0).
+        tail_mass: (B, T) float, the teacher's probability outside the K tokens, computed as
+            ``exp(tail_logprob(...))`` from the logits (exactly 0 when K = V), not as ``1 - sum(exp(logprobs))``.
 
     Any leading shape works; (B, T) is what the losses pass.
     """
@@ -75,27 +76,15 @@ class TopKLogprobs:
         return torch.cat([self.logprobs, log_tail.unsqueeze(-1)], dim=-1)
 
 
-def safe_logsumexp(x_NV: Tensor) -> Tensor:
-    """``logsumexp`` over the last dim that is -inf for an all -inf row *with a zero, not NaN, gradient*."""
-    empty_N = (x_NV == NEG_INF).all(dim=-1)
-    x_safe = torch.where(empty_N.unsqueeze(-1), torch.zeros_like(x_NV), x_NV)
-    lse_N = torch.logsumexp(x_safe, dim=-1)
-    return torch.where(empty_N, torch.full_like(lse_N, NEG_INF), lse_N)
+def coarsen_student(logits_NV: Tensor, token_ids_NK: Tensor, *, normalized: bool = False) -> Tensor:
+    """(N, K + 1): the student's log-probs of the teacher's K tokens, then of everything else.
 
-
-def tail_logprob(logits_NV: Tensor, token_ids_NK: Tensor) -> Tensor:
-    """(N,) log of the probability ``softmax(logits)`` puts outside ``token_ids``, exactly.
-
-    A logsumexp over the tokens that are not in the top k, rather than
-    ``log(1 - sum(top-k probs))``, which loses every digit once the tail is below
-    float epsilon.
+    ``normalized``: ``logits_NV`` are already log-probs, so neither log-softmax nor the tail's
+    normaliser is computed again (two passes over (N, V) saved, forward and backward).
     """
-    outside_NV = logits_NV.scatter(-1, token_ids_NK, NEG_INF)
-    return safe_logsumexp(outside_NV) - torch.logsumexp(logits_NV, dim=-1)
-
-
-def coarsen_student(logits_NV: Tensor, token_ids_NK: Tensor) -> Tensor:
-    """(N, K + 1): the student's log-probs of the teacher's K tokens, then of everything else."""
+    if normalized:
+        tail_N = safe_logsumexp(logits_NV.scatter(-1, token_ids_NK, NEG_INF))
+        return torch.cat([logits_NV.gather(-1, token_ids_NK), tail_N.unsqueeze(-1)], dim=-1)
     logprobs_NV = torch.log_softmax(logits_NV, dim=-1)
     return torch.cat([logprobs_NV.gather(-1, token_ids_NK), tail_logprob(logits_NV, token_ids_NK).unsqueeze(-1)], dim=-1)
 

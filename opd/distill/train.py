@@ -41,12 +41,14 @@ from opd.distill.evaluate import EvalResult, evaluate
 from opd.distill.evaluation_runs import eval_settings, evaluation_run, store_evaluation
 from opd.distill.guard import Guard
 from opd.distill.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
-from opd.distill.losses import LossTotals, compute_loss, loss_totals
+from opd.distill.losses import LossTotals, loss_totals
 from opd.distill.metrics import MetricsWriter
 from opd.distill.offline import StoreReplay
 from opd.distill.prefix import PrefixPolicy, hand_over, prefix_steps
 from opd.distill.resume import starting_checkpoint
-from opd.envs import ToolEnv, make_suite
+from opd.distill.student_loss import student_loss
+from opd.distill.suites import task_splits
+from opd.envs import ToolEnv, make_call_format, make_suite
 from opd.envs.lending import SandboxLender, borrowed, open_sandboxes, rounds
 from opd.trajectories import Annotations, Episode, EpisodeFilter, Run, TrajectoryStore, critique_ledger
 
@@ -89,6 +91,7 @@ def train(
     episodes (see ``opd.distill.distributed``); rank 0 evaluates, checkpoints and
     writes metrics, and every rank returns the same result.
     """
+    config.suites.load()  # user suites, imported on every rank
     recorded = {**recorded_config(config), **({"origin": dict(origin)} if origin else {})}
     with distributed(config.device) as ctx, stop_on_signals() as stop:
         previous = ctx.main_only(lambda: starting_checkpoint(config.output_dir, recorded, resume=resume, force=force))
@@ -117,6 +120,9 @@ def _train(
     teacher_device = config.teacher_device or str(ctx.device)
     teacher = WhiteBoxTeacher.from_pretrained(config.teacher, k=config.teacher_k, device=teacher_device) if config.teacher else None
     teacher_policy = CausalLMPolicy(teacher.model, teacher.tokenizer, name=teacher.name) if teacher else None
+    for policy in (student, teacher_policy):
+        if policy is not None and config.tool_call_format != "auto":  # envs adopt the format of the policy that plays
+            policy.chat.call_format = make_call_format(config.tool_call_format)
     if teacher is not None and ctx.is_main:
         _preflight(student, teacher, config, sandboxes)
     self_teacher = SelfTeacher(student, config.self_teacher, k=config.teacher_k, sandboxes=sandboxes) if config.self_teacher else None
@@ -132,14 +138,17 @@ def _train(
     curve: list[tuple[int, int, float, float]] = []
     last_eval: tuple[int, EvalResult] | None = None
 
+    splits = task_splits(config.suite, config.suite_options, config.suites)
+
     def evaluate_student() -> EvalResult:
-        options, episodes = config.suite_options, config.eval_episodes
+        options, episodes = splits.options(config.suite_options, "eval"), config.eval_episodes
         return evaluate(student, config.suite, suite_options=options, episodes=episodes, max_turns=config.max_turns, sandboxes=sandboxes)[0]
 
     guard = _start_guard(config, ctx, state.update, evaluate_student, student, optimizer)
     ctx.main_only(lambda: TrajectoryStore(config.store).close())  # rank 0 creates or migrates the store before the others open it
     with TrajectoryStore(config.store) as store:
-        run = Run(id=state.run_id, name=config.run_name, config={**recorded, "world_size": ctx.world_size}, code_version=__version__)
+        run_config = {**recorded, "world_size": ctx.world_size, "splits": dataclasses.asdict(splits)}
+        run = Run(id=state.run_id, name=config.run_name, config=run_config, code_version=__version__)
         ctx.main_only(lambda: store.add_run(run))  # before any rank writes an episode of it
         started = time.perf_counter() - state.wall_seconds
         source = TrajectoryStore(config.replay.store) if config.replay and config.replay.store else store
@@ -152,10 +161,10 @@ def _train(
             rng = np.random.default_rng([config.seed, update])
             offpolicy = teacher_policy is not None and rng.random() < config.offpolicy_fraction
             handed = prefix_steps(config.teacher_prefix, rng) if teacher_policy is not None and not offpolicy else 0
-            player = teacher_policy if offpolicy else student
+            player, train_options = teacher_policy if offpolicy else student, splits.options(config.suite_options, "train")
             if handed and config.teacher_prefix is not None and teacher_policy is not None:
                 player = PrefixPolicy(student, teacher_policy, handed, config.teacher_prefix.temperature)
-            played = _rollout(player, config, update, state.run_id, fresh, sandboxes) if len(fresh) else []
+            played = _rollout(player, config, update, state.run_id, fresh, sandboxes, train_options) if len(fresh) else []
             played, prefix_tokens = hand_over(played, handed)  # the teacher's first steps become context
             if replay is not None and replay.restarts:  # and episodes the student plays on from stored states
                 played += replay.restart(update, student, config.sampling, seed=config.seed, run_id=state.run_id)
@@ -234,7 +243,8 @@ def _train(
     last = ctx.main_only(
         lambda: latest_checkpoint(checkpoints) or save_checkpoint(checkpoints, student.model, student.tokenizer, optimizer, state, recorded)
     )
-    stored = evaluation_run(final, model=str(last), label=config.run_name, evaluates_run=state.run_id, **eval_settings(config))
+    settings = {**eval_settings(config), "options": splits.options(config.suite_options, "eval")}  # the split it was measured on
+    stored = evaluation_run(final, model=str(last), label=config.run_name, evaluates_run=state.run_id, **settings)
     ctx.main_only(lambda: store_evaluation(config.store, stored))  # shown beside the run's rollout success (`opd runs list`, viewer)
     return TrainResult(state.run_id, state.update, state.labelled_tokens, state.skipped_updates, final, last, tuple(curve), usage)
 
@@ -272,7 +282,7 @@ def _preflight(student: CausalLMPolicy, teacher: WhiteBoxTeacher, config: TrainC
 
 
 def _rollout(
-    policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: str, share: range, sandboxes: SandboxLender
+    policy: CausalLMPolicy, config: TrainConfig, update: int, run_id: str, share: range, sandboxes: SandboxLender, options: dict[str, Any]
 ) -> list[Episode]:
     """This rank's ``share`` of the update's episodes; episode ``i`` gets the same seeds whichever rank plays it.
 
@@ -288,7 +298,6 @@ def _rollout(
         seeds = [draws[i][0] for i in chunk]
         generators = [torch.Generator(policy.device).manual_seed(sampling_seeds[i]) for i in chunk]
         with borrowed(sandboxes, len(chunk)) as boxes:
-            options = config.suite_options
             envs = [ToolEnv(config.suite, max_turns=config.max_turns, sandbox=b, limits=sandboxes.limits, **options) for b in boxes]
             try:
                 played += collect_episodes(
@@ -338,8 +347,7 @@ def _update(
         loss = model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=student.device)).logits.sum() * 0.0
         values = ctx.sum_metrics({"policy_tokens": 0})
     else:
-        logits_BTV = model(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT).logits.float()
-        result = compute_loss(logits_BTV, batch, config.loss, totals)
+        result = student_loss(model, batch, config.loss, totals)  # token/step losses never build (B, T, V) logits
         loss, values = result.loss, ctx.sum_metrics({**result.metrics, "policy_tokens": batch.policy_tokens})
     if not math.isfinite(values["loss"]):
         logger.warning("Skipping an update: the loss is %s", values["loss"])

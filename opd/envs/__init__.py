@@ -7,6 +7,7 @@ trajectory store. Importing it registers the built-in suites, both by name
 
 from opd.envs import suites  # noqa: E402, F401  (registers the built-in suites)
 from opd.envs.batch import StepResult, ToolEnvBatch
+from opd.envs.call_formats import CALL_FORMATS, Llama3JsonFormat, call_format_for_template, make_call_format
 from opd.envs.chat_template import FALLBACK_CHAT_TEMPLATE, render_prompt
 from opd.envs.experts import ExpertEpisode, expert_action, play_expert
 from opd.envs.registry import gym_id, make_suite, register_suite, suite_names
@@ -17,6 +18,10 @@ from opd.envs.tool_env import ErrorKind, StepTimings, ToolEnv
 from opd.envs.tools import Tool, ToolArgumentError, ToolContext, tool
 
 __all__ = [
+    "CALL_FORMATS",
+    "Llama3JsonFormat",
+    "call_format_for_template",
+    "make_call_format",
     "FALLBACK_CHAT_TEMPLATE",
     "ErrorKind",
     "ExecLimits",

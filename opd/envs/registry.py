@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 
+from opd.envs.plugins import discover_suites
 from opd.errors import ConfigError, UnknownNameError
 
 if TYPE_CHECKING:
     from opd.envs.suite import ToolSuite
 
-__all__ = ["gym_id", "make_suite", "register_suite", "suite_names"]
+__all__ = ["gym_id", "make_suite", "register_suite", "registered", "suite_names"]
 
 SuiteFactory = Callable[..., "ToolSuite"]
 
@@ -52,17 +53,38 @@ def register_suite(name: str, factory: SuiteFactory | None = None, *, overwrite:
     return add(factory) if factory is not None else add
 
 
-def make_suite(name: str, **options: Any) -> ToolSuite:
-    """Build the suite registered as ``name`` with ``options`` (e.g. ``difficulty="hard"``)."""
+def make_suite(name: str, *, split: str = "all", **options: Any) -> ToolSuite:
+    """Build the suite registered as ``name`` with ``options`` (e.g. ``difficulty="hard"``).
+
+    ``split`` ("train", "eval" or "all") restricts its tasks to one split (see
+    :class:`~opd.envs.splits.TaskSplit`); it is reserved, so it passes through
+    ``ToolEnv(name, split=...)``, ``gymnasium.make`` and recorded suite options alike.
+    A name that is not registered yet triggers the search for user suites (entry
+    points, ``OPD_SUITES``; see :mod:`opd.envs.plugins`).
+    """
     if name not in _FACTORIES:
-        raise UnknownNameError("tool suite", name, _FACTORIES)
+        discover_suites()
+    if name not in _FACTORIES:
+        error = UnknownNameError("tool suite", name, _FACTORIES)
+        error.message += (
+            " A suite of your own is found through its module: `opd --import MODULE_OR_FILE`, the config key "
+            "suites: {modules: [...]}, the OPD_SUITES path, or an 'opd.suites' entry point (docs/tool-suites.md)."
+        )
+        raise error
     factory = _FACTORIES[name]
     try:
         inspect.signature(factory).bind(**options)
     except TypeError as exc:
         raise ConfigError(f"Bad options for suite {name!r}: {exc}. It accepts {inspect.signature(factory)}.") from None
-    return factory(**options)
+    return factory(**options).with_split(split)
+
+
+def registered(name: str) -> SuiteFactory | None:
+    """The factory registered as ``name``, if any (no plugin search)."""
+    return _FACTORIES.get(name)
 
 
 def suite_names() -> list[str]:
+    """Every registered suite name, user suites from entry points and ``OPD_SUITES`` included."""
+    discover_suites()
     return sorted(_FACTORIES)

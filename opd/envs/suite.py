@@ -15,7 +15,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from opd.envs.conversation import ConversationVerifier, ScriptedUser, User, mean_of_turns
 from opd.envs.sandbox import Sandbox
+from opd.envs.splits import SPLITS, SplitTasks, TaskSplit
 from opd.envs.task import Task
 from opd.envs.tool_calls import FinalAnswer, ToolCalls
 from opd.envs.tools import Tool, ToolContext
@@ -80,6 +82,12 @@ class ToolSuite:
     requires_isolation: bool = False  # True for suites whose tools run model-written code (also implied by such a tool)
     sandbox_kind: str = "python"  # the Docker sandbox image its sandboxes come from: "python" or "shell" (docker-compose.yml)
     description: str = ""
+    # How tasks divide into train and eval. None: a generated task source is kept apart by seed ranges, a fixed
+    # one (a JsonlTasks) is split 80/20 by id hash; set it to split a generated suite by task id too.
+    split: TaskSplit | None = None
+    user: User = ScriptedUser()  # poses each follow-up user turn (default: the task's follow_ups); see opd.envs.conversation
+    verify_conversation: ConversationVerifier = mean_of_turns  # grades the whole conversation from each turn's Verdict
+    close: Callable[[], None] | None = None  # releases what the suite holds (e.g. an MCP connection) when its env closes
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.tools]
@@ -96,13 +104,40 @@ class ToolSuite:
     def tool(self, name: str) -> Tool | None:
         return next((t for t in self.tools if t.name == name), None)
 
+    def tools_for(self, task: Task) -> tuple[Tool, ...]:
+        """The tools ``task`` offers: all of the suite's, or the subset it names (in the suite's order)."""
+        if task.tools is None:
+            return self.tools
+        unknown = sorted(set(task.tools) - {t.name for t in self.tools})
+        if unknown:
+            raise ConfigError(
+                f"Task {task.id!r} names tools {unknown} that suite {self.name!r} does not have: {[t.name for t in self.tools]}."
+            )
+        return tuple(t for t in self.tools if t.name in task.tools)
+
+    @property
+    def splits_tasks(self) -> bool:
+        """Whether training should draw from the train split and evaluation from the eval split by default."""
+        return self.split is not None or getattr(self.tasks, "tasks", None) is not None
+
+    def with_split(self, split: str) -> ToolSuite:
+        """This suite restricted to the ``train`` or ``eval`` split of its tasks (``all``: unchanged)."""
+        if split == "all":
+            return self
+        if split not in SPLITS:
+            raise ConfigError(f"Unknown split {split!r} for suite {self.name!r}; expected one of {', '.join(SPLITS)}.")
+        return dataclasses.replace(self, tasks=SplitTasks(self.tasks, split, self.split or TaskSplit()))  # type: ignore[arg-type]
+
     @property
     def tool_schemas(self) -> list[dict[str, Any]]:
         return [t.schema for t in self.tools]
 
 
 class JsonlTasks:
-    """Tasks from a JSONL file, one object per line: ``{"id", "prompt", "answer", "data"?}``.
+    """Tasks from a JSONL file, one object per line: ``{"id", "prompt", "answer", "data"?, "split"?, "follow_ups"?, "tools"?}``.
+
+    ``split`` ("train" or "eval") pins a task to a split; tasks without it are
+    split by a hash of their id (see :class:`~opd.envs.splits.TaskSplit`).
 
     ``sample`` draws uniformly with the generator it is given, so a seeded env
     sees the same task sequence every time.
@@ -124,8 +159,18 @@ class JsonlTasks:
                     continue
                 try:
                     row = json.loads(line)
-                    tasks.append(Task(id=str(row["id"]), prompt=row["prompt"], answer=row.get("answer"), data=row.get("data", {})))
-                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                    tasks.append(
+                        Task(
+                            id=str(row["id"]),
+                            prompt=row["prompt"],
+                            answer=row.get("answer"),
+                            data=row.get("data", {}),
+                            split=row.get("split"),
+                            follow_ups=tuple(row.get("follow_ups", ())),
+                            tools=tuple(row["tools"]) if row.get("tools") is not None else None,
+                        )
+                    )
+                except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:
                     raise ConfigError(
                         f"{self.path}:{number}: expected a JSON object with 'id' and 'prompt' ({exc.__class__.__name__}: {exc})."
                     ) from exc

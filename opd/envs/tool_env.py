@@ -6,7 +6,9 @@ text into tool calls or a final answer, runs the calls in a borrowed
 :class:`~opd.envs.sandbox.Sandbox`, and returns the result (or an error the
 model can read) as the next observation. ``terminated`` means the model gave a
 final answer and the verifier graded it; ``truncated`` means the turn limit was
-reached first.
+reached first. In a conversation (a task with several user turns, see
+:mod:`opd.envs.conversation`) a final answer to any turn but the last is graded
+and answered with the next user message; the turn limit counts every turn.
 
 Model mistakes never raise: they are observations, and ``info["error_counts"]``
 counts them by kind. Only infrastructure failures (:class:`~opd.errors.SandboxError`)
@@ -22,6 +24,7 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 
+from opd.envs.conversation import Conversation, user_turn_message
 from opd.envs.registry import make_suite
 from opd.envs.sandbox import ExecLimits, ExecResult, LocalSandbox, Sandbox, ToolStatus
 from opd.envs.spaces import UnicodeText
@@ -29,7 +32,7 @@ from opd.envs.suite import Task, ToolSuite, Verdict
 from opd.envs.terminal import visible
 from opd.envs.tool_calls import FinalAnswer, HermesFormat, ParseError, ToolCall, ToolCallFormat, ToolCalls, decode_action
 from opd.envs.tool_runner import ToolRunner
-from opd.envs.tools import ToolContext
+from opd.envs.tools import Tool, ToolContext
 from opd.errors import ConfigError, EpisodeStateError, IsolationRequiredError
 
 __all__ = ["ErrorKind", "StepTimings", "ToolEnv"]
@@ -110,6 +113,7 @@ class ToolEnv(gym.Env[str, str]):
         self._runner = ToolRunner()
         self.max_turns = max_turns
         self.call_format = call_format or HermesFormat()
+        self._call_format_given = call_format is not None
         self.limits = limits
         self.max_action_chars = max_action_chars
         self.render_mode = render_mode
@@ -122,6 +126,10 @@ class ToolEnv(gym.Env[str, str]):
         self._turn = 0
         self._done = True
         self._errors: collections.Counter[str] = collections.Counter()
+        self._questions: list[str] = []  # the user's messages so far: the prompt, then each follow-up
+        self._answers: list[str] = []  # final answers, one per user turn so far
+        self._verdicts: list[Verdict] = []  # the verifier's grade of each
+        self._tools: tuple[Tool, ...] = self.suite.tools  # the current task's tools
         self._transcript: list[str] = []
 
     @property
@@ -140,12 +148,16 @@ class ToolEnv(gym.Env[str, str]):
         self._turn = 0
         self._done = False
         self._errors = collections.Counter()
+        self._questions = [task.prompt]
+        self._answers = []
+        self._verdicts = []
         self._transcript = [f"[task {task.id}] {task.prompt}"]
         messages = [
             {"role": "system", "content": self.suite.system_prompt},
             {"role": "user", "content": task.prompt},
         ]
-        info = {"task_id": task.id, "suite": self.suite.name, "turn": 0, "tools": self.suite.tool_schemas, "messages": messages}
+        self._tools = self.suite.tools_for(task)
+        info = {"task_id": task.id, "suite": self.suite.name, "turn": 0, "tools": [t.schema for t in self._tools], "messages": messages}
         return task.prompt, info
 
     def step(self, action: str | bytes) -> tuple[str, float, bool, bool, dict[str, Any]]:
@@ -164,11 +176,7 @@ class ToolEnv(gym.Env[str, str]):
             info["parse_error"] = parsed.kind
             messages = [{"role": "user", "content": observation}]
         elif isinstance(parsed, FinalAnswer):
-            verdict = self._verify(parsed.text)
-            reward, terminated = verdict.reward, True
-            observation = f"Final answer recorded. {verdict.reason}".strip()
-            info["verdict"] = {"reward": verdict.reward, "success": verdict.success, "reason": verdict.reason}
-            messages = []
+            observation, reward, terminated, messages = self._answer(parsed.text, info)
         else:
             observation, messages = self._run_calls(parsed, info)
         truncated = not terminated and self._turn >= self.max_turns
@@ -177,11 +185,18 @@ class ToolEnv(gym.Env[str, str]):
             info["termination"] = "final_answer" if terminated else "max_turns"
         observation = observation[: self.observation_space.max_length]
         info["assistant_message"] = _assistant_message(decoded, parsed)
+        if "turn_verdict" in info:  # the answer carries its grade into the stored conversation
+            info["assistant_message"]["verdict"] = info["turn_verdict"]
         info["messages"] = messages
         info["error_counts"] = dict(self._errors)
         info["timings"] = StepTimings(parse_s, tuple(info.pop("tool_s")), time.perf_counter() - started)
         self._transcript.append(f"[turn {self._turn}] > {decoded if isinstance(decoded, str) else '<undecodable>'}\n{observation}")
         return observation, reward, terminated, truncated, info
+
+    def adopt_call_format(self, call_format: ToolCallFormat) -> None:
+        """Use the tool-call format of the model that plays (its chat template's), unless one was given explicitly."""
+        if not self._call_format_given:
+            self.call_format = call_format
 
     def render(self) -> str | None:
         # The transcript keeps the text as it was; what reaches the terminal shows control sequences instead of obeying them.
@@ -189,6 +204,8 @@ class ToolEnv(gym.Env[str, str]):
 
     def close(self) -> None:
         self._runner.close()
+        if self.suite.close is not None:
+            self.suite.close()
         if self._owns_sandbox:
             self.sandbox.close()
         super().close()
@@ -199,7 +216,7 @@ class ToolEnv(gym.Env[str, str]):
         for call in parsed.calls:
             result = self._run_call(call)
             if result.status != ToolStatus.OK:
-                kind = ErrorKind.UNKNOWN_TOOL if self.suite.tool(call.name) is None else _STATUS_TO_ERROR[result.status]
+                kind = ErrorKind.UNKNOWN_TOOL if self._tool(call.name) is None else _STATUS_TO_ERROR[result.status]
                 self._record_error(info, kind)
             info["tool_calls"].append(call.to_dict())
             info["tool_results"].append(
@@ -212,22 +229,48 @@ class ToolEnv(gym.Env[str, str]):
 
     def _run_call(self, call: ToolCall) -> ExecResult:
         assert self._context is not None
-        tool = self.suite.tool(call.name)
+        tool = self._tool(call.name)
         if tool is None:
-            known = ", ".join(t.name for t in self.suite.tools)
+            known = ", ".join(t.name for t in self._tools)
             return ExecResult(f"Error: there is no tool named {call.name!r}. Available tools: {known}.", ToolStatus.TOOL_ERROR)
         return self._runner.run(tool, call.arguments, self._context, self.limits)
 
-    def _verify(self, answer: str) -> Verdict:
+    def _tool(self, name: str) -> Tool | None:
+        """The tool ``name`` if this task offers it (a task may offer a subset of the suite's tools)."""
+        return next((t for t in self._tools if t.name == name), None)
+
+    def _answer(self, answer: str, info: dict[str, Any]) -> tuple[str, float, bool, list[dict[str, Any]]]:
+        """Grade the answer to the current user turn; then pose the next turn, or end and grade the whole conversation."""
         assert self._task is not None and self._context is not None
-        verdict = self.suite.verify(self._task, answer, self._context)
-        if not 0.0 <= verdict.reward <= 1.0:
-            raise ConfigError(f"Suite {self.suite.name!r} verifier returned reward {verdict.reward}; rewards must lie in [0, 1].")
-        return verdict
+        context = self._context
+        verdict = _checked(self.suite.verify(self._task, answer, context), self.suite.name)
+        self._answers.append(answer)
+        self._verdicts.append(verdict)
+        info["turn_verdict"] = {"user_turn": context.user_turn, **_verdict_dict(verdict)}
+        conversation = Conversation(tuple(self._questions), tuple(self._answers), tuple(self._verdicts))
+        follow_up = self.suite.user.next_message(self._task, conversation, context)
+        if follow_up is None:
+            whole = _checked(self.suite.verify_conversation(self._task, tuple(self._verdicts), context), self.suite.name)
+            info["verdict"] = _verdict_dict(whole)
+            return f"Final answer recorded. {whole.reason}".strip(), whole.reward, True, []
+        self._context = dataclasses.replace(context, user_turn=context.user_turn + 1)
+        message = user_turn_message(follow_up, context.user_turn + 1)
+        self._questions.append(message["content"])
+        return message["content"], 0.0, False, [message]
 
     def _record_error(self, info: dict[str, Any], kind: str) -> None:
         self._errors[kind] += 1
         info["error_kind"] = info["error_kind"] or kind
+
+
+def _checked(verdict: Verdict, suite: str) -> Verdict:
+    if not 0.0 <= verdict.reward <= 1.0:
+        raise ConfigError(f"Suite {suite!r} verifier returned reward {verdict.reward}; rewards must lie in [0, 1].")
+    return verdict
+
+
+def _verdict_dict(verdict: Verdict) -> dict[str, Any]:
+    return {"reward": verdict.reward, "success": verdict.success, "reason": verdict.reason}
 
 
 def _assistant_message(decoded: str | ParseError, parsed: ToolCalls | FinalAnswer | ParseError) -> dict[str, Any]:

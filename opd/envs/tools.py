@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import pydantic
 
+from opd.envs.argument_types import lenient_ints
 from opd.envs.sandbox import ExecLimits, Sandbox
 from opd.envs.task import Task
 from opd.errors import ConfigError, ToolError
@@ -49,13 +50,15 @@ class ToolContext:
     ``state`` is a fresh mutable dict per episode, created by the suite's
     ``init_state`` hook: the place for a stateful suite's records. ``limits``
     are the env's per-call limits, for tools that run commands with
-    ``sandbox.exec(argv, ctx.limits)``.
+    ``sandbox.exec(argv, ctx.limits)``. ``user_turn`` counts the user turns of a
+    conversation before the current one (0 for the first; see opd.envs.conversation).
     """
 
     task: Task
     state: dict[str, Any]
     sandbox: Sandbox
     limits: ExecLimits = ExecLimits()
+    user_turn: int = 0
 
 
 class ToolArgumentError(ToolError):
@@ -71,10 +74,13 @@ class Tool:
     context_param: str | None  # name of the injected ToolContext parameter, if any
     arguments_model: type[pydantic.BaseModel] = dataclasses.field(repr=False)
     needs: ToolNeeds = "nothing"  # what the tool needs from ctx.sandbox (see ToolNeeds)
+    declared_schema: Mapping[str, Any] | None = dataclasses.field(default=None, repr=False)  # one the tool came with (JSON schema, MCP)
 
     @functools.cached_property
     def schema(self) -> dict[str, Any]:
         """``{"type": "function", "function": {...}}`` as chat templates expect; transformers' get_json_schema builds it."""
+        if self.declared_schema is not None:
+            return dict(self.declared_schema)
         return _json_schema(self.fn, self.name, self.context_param)
 
     @property
@@ -154,7 +160,7 @@ def _build_tool(fn: Callable[..., Any], name: str, needs: ToolNeeds) -> Tool:
         if param.name == context_param:
             continue
         default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[param.name] = (hints[param.name], default)
+        fields[param.name] = (lenient_ints(hints[param.name]), default)  # 2.0 is accepted as the int 2
     model = pydantic.create_model(
         f"{name}_arguments",
         __config__=pydantic.ConfigDict(extra="forbid", strict=True, arbitrary_types_allowed=True),

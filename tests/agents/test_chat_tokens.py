@@ -62,3 +62,19 @@ def test_a_template_that_rewrites_earlier_turns_is_refused(tiny_tokenizer) -> No
             chat.observation_ids(chat.encode("x"), [{"role": "tool", "content": "3"}], None)
     finally:
         tiny_tokenizer.chat_template = None
+
+
+def test_a_template_that_rewrites_around_earlier_turns_keeps_what_the_model_saw(tiny_tokenizer) -> None:
+    # Like Qwen3's: the last assistant turn gets an (empty) reasoning block that earlier ones lose.
+    rewriting = (
+        "{% for m in messages %}[{{ m.role }}]{% if m.role == 'assistant' and loop.last %}<think></think>{% endif %}"
+        "{{ m.content }}<|im_end|>{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
+    )
+    tiny_tokenizer.chat_template = rewriting
+    try:
+        chat = ChatTokens(tiny_tokenizer)
+        assert chat.rewrites_earlier_turns
+        delta = chat.observation_ids(chat.encode("x<|im_end|>"), [{"role": "tool", "content": "3"}], None)
+        assert tiny_tokenizer.decode(delta) == "[tool]3<|im_end|>[assistant]"
+    finally:
+        tiny_tokenizer.chat_template = None

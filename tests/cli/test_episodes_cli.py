@@ -133,3 +133,25 @@ def test_show_prints_the_critique_cost_ledger_and_unannotated_steps(tmp_path: Pa
     assert "unannotated: request failed: Timeout" in output
     assert "2 calls + 1 cached; 300 prompt + 40 completion tokens; $0.0125" in output
     assert "critique cost of this episode: 4 calls + 2 cached; 600 prompt + 80 completion tokens; cost unknown" in output
+
+
+def test_list_as_json_for_scripts(store_path: Path) -> None:
+    import json
+
+    rows = [
+        json.loads(line) for line in invoke("episodes", "list", "--store", str(store_path), "--suite", "calculator", "--json").splitlines()
+    ]
+    assert len(rows) == 2 and {r["suite"] for r in rows} == {"calculator"} and all(len(r["id"]) == 32 for r in rows)
+    assert {"task_id", "reward", "success", "num_tokens", "run_id"} <= set(rows[0])
+
+
+def test_played_expert_episodes_can_be_stored_tokenized_for_a_model(tmp_path: Path, tiny_tokenizer) -> None:
+    path = tmp_path / "played.db"
+    output = invoke(
+        "suites", "play", "inventory", "-o", "turns=2", "--episodes", "2", "--store", str(path), "-t", tiny_tokenizer.name_or_path
+    )
+    assert "tokenized for" in output
+    with TrajectoryStore(path) as store:
+        episodes = [e for b in store.iter_episodes() for e in b]
+    assert len(episodes) == 2 and all(e.num_tokens > 50 and e.policy_mask.sum() > 0 and e.success for e in episodes)
+    assert all(e.tokenizer == tiny_tokenizer.name_or_path for e in episodes)

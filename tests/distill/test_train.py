@@ -64,15 +64,15 @@ def test_resume_continues_exactly(models, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_non_finite_loss_is_skipped_and_counted(models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A stand-in for a fault we cannot cause on demand: the loss of every other update is NaN.
-    real = train_module.compute_loss
+    real = train_module.student_loss
     calls = []
 
-    def sometimes_nan(logits, batch, loss_config, totals):
+    def sometimes_nan(model, batch, loss_config, totals):
         calls.append(1)
-        result = real(logits, batch, loss_config, totals)
+        result = real(model, batch, loss_config, totals)
         return dataclasses.replace(result, loss=result.loss * float("nan")) if len(calls) % 2 else result
 
-    monkeypatch.setattr(train_module, "compute_loss", sometimes_nan)
+    monkeypatch.setattr(train_module, "student_loss", sometimes_nan)
     before = parameters(models[0])
     result = train(config(models, tmp_path, updates=2, eval_every=0, checkpoint_every=0))
     assert result.skipped_updates == 1

@@ -73,3 +73,17 @@ def test_builtin_suites_are_registered() -> None:
     rng = np.random.default_rng(0)
     for name in suite_names():
         assert make_suite(name).tasks.sample(rng).prompt
+
+
+def test_a_task_may_offer_a_subset_of_the_suites_tools(tmp_path) -> None:
+    path = tmp_path / "tasks.jsonl"
+    path.write_text(json.dumps({"id": "t", "prompt": "add 2 and 3", "answer": 5, "tools": ["add"]}) + "\n")
+    base = make_suite("calculator")
+    env = ToolEnv(ToolSuite("adding", base.tools, JsonlTasks(path), lambda t, a, c: Verdict(1.0, True)))
+    _, info = env.reset(seed=0)
+    assert [t["function"]["name"] for t in info["tools"]] == ["add"]  # what the model is shown
+    observation, *_, step = env.step('<tool_call>{"name": "multiply", "arguments": {"a": 2, "b": 3}}</tool_call>')
+    assert step["error_kind"] == "unknown_tool" and "Available tools: add." in observation
+    path.write_text(json.dumps({"id": "t", "prompt": "p", "tools": ["sqrt"]}) + "\n")
+    with pytest.raises(ConfigError, match=r"names tools \['sqrt'\] that suite 'broken' does not have"):
+        ToolEnv(ToolSuite("broken", base.tools, JsonlTasks(path), lambda t, a, c: Verdict(1.0, True))).reset(seed=0)

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from opd.trajectories.conversations import follow_up, turn_verdict
 from opd.trajectories.inspection import step_divergence
 from opd.trajectories.records import Annotations, Step
 from opd.trajectories.store import EpisodeFilter
@@ -58,6 +59,8 @@ def _step(step: Step, annotations: Annotations, teacher: str, decoder: TokenDeco
         "index": step.index,
         "action": step.action,
         "observation": step.observation,
+        "follow_up": follow_up(step),  # [turn, message] when the user posed their next turn here
+        "turn_verdict": turn_verdict(step),  # the grade of the user turn this final answer closed
         "tool_calls": list(step.tool_calls),
         "tool_results": list(step.tool_results),
         "error_kind": step.error_kind,

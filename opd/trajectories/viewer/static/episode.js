@@ -99,7 +99,14 @@
       const label = "tool result · " + (result.name || "") + (result.status ? " · " + result.status : "") + (result.truncated ? " · truncated" : "");
       section.appendChild(block(label, result.output === undefined ? JSON.stringify(result) : String(result.output), failed ? "result error" : "result"));
     }
-    if (!s.tool_results.length && s.observation) {
+    if (s.turn_verdict) {
+      const v = s.turn_verdict;
+      const grade = "user turn " + (v.user_turn + 1) + " graded · reward " + v.reward + (v.success ? " · success" : " · not solved");
+      section.appendChild(block(grade, v.reason || "", v.success ? "result" : "result error"));
+    }
+    if (s.follow_up) {
+      section.appendChild(block("user · turn " + (s.follow_up[0] + 1), s.follow_up[1], "user"));
+    } else if (!s.tool_results.length && s.observation) {
       section.appendChild(block(s.error_kind ? "error" : "observation", s.observation, s.error_kind ? "result error" : "result"));
     }
     for (const c of s.critiques) {

@@ -1,0 +1,246 @@
+"""Tool suites from Model Context Protocol servers, through the official ``mcp`` SDK.
+
+Many teams already expose their tools as MCP servers. :func:`mcp_suite` lists a
+server's tools and turns each JSON schema into an opd tool (arguments validated
+against the schema before the server sees them, see ``tool_builders``); the
+user brings the task source and the verifier, as for any suite.
+
+Transports: **stdio** (:meth:`McpServer.command`: opd starts the command as a
+local process, so use it for trusted tools; it does not isolate anything) and
+**streamable HTTP** (:meth:`McpServer.url`, e.g. a server on loopback or in a
+container that publishes its port). Running the stdio command inside a Docker
+sandbox is not built yet.
+
+State: with ``fresh_per_episode=True`` (the default) every episode opens its own
+connection, so a stdio server is a new process with fresh state for each episode
+(a stateful server never leaks one episode into the next); an HTTP server keeps
+whatever state it keeps per session. The verifier reaches the episode's
+connection as ``ctx.state["mcp"]`` (:meth:`McpConnection.call`).
+
+The SDK is asynchronous; opd's envs are not. Each connection runs its client in
+one task on a private event-loop thread, and calls cross over with
+``run_coroutine_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import json
+import threading
+import weakref
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any
+
+from opd.envs.suite import Task, TaskSource, ToolSuite, Verdict
+from opd.envs.tool_builders import CONTEXT_ARGUMENT, tool_from_schema
+from opd.envs.tools import Tool, ToolContext
+from opd.errors import ConfigError, MissingPrerequisiteError, SandboxError, ToolError
+
+__all__ = ["McpConnection", "McpServer", "listed_tools", "mcp_suite"]
+
+STATE_KEY = "mcp"  # where the episode's connection lives in ctx.state
+
+
+@dataclasses.dataclass(frozen=True)
+class McpServer:
+    """Where an MCP server is: a command to start (stdio) or a streamable-HTTP URL."""
+
+    command: Sequence[str] = ()  # argv of a stdio server, e.g. ("uvx", "mcp-server-git", "--repository", "repo")
+    url: str | None = None  # a streamable-HTTP endpoint, e.g. "http://127.0.0.1:8000/mcp"
+    env: Mapping[str, str] | None = None  # extra environment of a stdio server
+    cwd: str | None = None  # working directory of a stdio server
+    timeout_s: float = 30.0  # connecting, and each tool call
+
+    def __post_init__(self) -> None:
+        if bool(self.command) == bool(self.url):
+            raise ConfigError("An McpServer is either a command (stdio) or a url (streamable HTTP); give exactly one.")
+
+    @classmethod
+    def stdio(cls, *command: str, env: Mapping[str, str] | None = None, cwd: str | None = None, timeout_s: float = 30.0) -> McpServer:
+        return cls(command=tuple(command), env=env, cwd=cwd, timeout_s=timeout_s)
+
+    @classmethod
+    def http(cls, url: str, *, timeout_s: float = 30.0) -> McpServer:
+        return cls(url=url, timeout_s=timeout_s)
+
+    def describe(self) -> str:
+        return self.url or " ".join(self.command)
+
+    def _target(self) -> Any:
+        from mcp import StdioServerParameters
+
+        if self.url:
+            return self.url
+        return StdioServerParameters(command=self.command[0], args=list(self.command[1:]), env=dict(self.env or {}) or None, cwd=self.cwd)
+
+
+class McpConnection:
+    """One client session to an MCP server, usable from synchronous code; ``close()`` ends it (and a stdio server)."""
+
+    def __init__(self, server: McpServer) -> None:
+        try:
+            from mcp import Client
+        except ImportError as exc:
+            raise MissingPrerequisiteError("MCP suites need the mcp SDK: pip install 'opd[mcp]' (or pip install mcp).") from exc
+        self.server = server
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="opd-mcp", daemon=True)
+        self._thread.start()
+        self._ready: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._closing = asyncio.Event()
+        self._served = asyncio.run_coroutine_threadsafe(self._serve(Client), self._loop)
+        try:
+            self._client = self._ready.result(timeout=server.timeout_s)
+        except Exception as exc:
+            self.close()
+            raise SandboxError(f"Could not connect to the MCP server {server.describe()!r}: {exc.__class__.__name__}: {exc}") from exc
+        weakref.finalize(self, _stop_loop, self._loop, self._thread)
+
+    async def _serve(self, client_class: Any) -> None:
+        """Own the client for the connection's life: the SDK's cancel scopes must open and close in one task."""
+        try:
+            async with client_class(self.server._target(), read_timeout_seconds=self.server.timeout_s) as client:
+                self._ready.set_result(client)
+                await self._closing.wait()
+        except BaseException as exc:
+            if not self._ready.done():
+                self._ready.set_exception(exc)
+            elif not isinstance(exc, asyncio.CancelledError):
+                raise
+
+    def list_tools(self) -> list[Any]:
+        return list(self._run(lambda: self._client.list_tools()).tools)
+
+    def call(self, name: str, arguments: Mapping[str, Any] | None = None) -> str:
+        """Call tool ``name`` and return its text; a tool-reported error raises :class:`ToolError` (shown to the model)."""
+        result = self._run(lambda: self._client.call_tool(name, dict(arguments or {})))
+        text = _result_text(result)
+        if result.is_error:
+            raise ToolError(text or f"the MCP tool {name!r} failed without a message")
+        return text
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._closing.set)
+        with contextlib.suppress(Exception):  # the session is going away either way; its errors were reported when they mattered
+            self._served.result(timeout=self.server.timeout_s)
+        _stop_loop(self._loop, self._thread)
+
+    def _run(self, request: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        if self._loop.is_closed():
+            raise SandboxError(f"The connection to the MCP server {self.server.describe()!r} is closed.")
+        try:
+            return asyncio.run_coroutine_threadsafe(request(), self._loop).result(timeout=self.server.timeout_s + 5)
+        except (TimeoutError, concurrent.futures.TimeoutError) as exc:
+            raise SandboxError(f"The MCP server {self.server.describe()!r} did not answer within {self.server.timeout_s}s.") from exc
+        except ConnectionError as exc:
+            raise SandboxError(f"Lost the MCP server {self.server.describe()!r}: {exc}") from exc
+
+    def __enter__(self) -> McpConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def mcp_suite(
+    name: str,
+    server: McpServer,
+    *,
+    tasks: TaskSource,
+    verify: Callable[[Task, str, ToolContext], Verdict],
+    tools: Sequence[str] | None = None,
+    fresh_per_episode: bool = True,
+    **suite_fields: Any,
+) -> ToolSuite:
+    """A suite whose tools are ``server``'s (or the ones named in ``tools``), with your tasks and verifier.
+
+    ``suite_fields`` are any other :class:`ToolSuite` fields (``expert``, ``system_prompt``, ``max_turns``, ...).
+    """
+    sessions = _Sessions(server, fresh_per_episode)
+    listed = listed_tools(server)
+    known = {t.name: t for t in listed}
+    missing = sorted(set(tools or ()) - set(known))
+    if missing:
+        raise ConfigError(f"MCP server {server.describe()!r} has no tool(s) {missing}; it offers {sorted(known)}.")
+    chosen = [known[n] for n in tools] if tools else listed
+    init_state = suite_fields.pop("init_state", None)
+
+    def start_episode(task: Task) -> dict[str, Any]:
+        state = dict(init_state(task)) if init_state else {}
+        return {**state, STATE_KEY: sessions.for_episode()}
+
+    return ToolSuite(
+        name=name,
+        tools=tuple(_mcp_tool(t) for t in chosen),
+        tasks=tasks,
+        verify=verify,
+        init_state=start_episode,
+        close=sessions.close,
+        **suite_fields,
+    )
+
+
+_LISTINGS: dict[str, list[Any]] = {}  # tool listings by server, so that building a suite per env starts no server
+
+
+def listed_tools(server: McpServer) -> list[Any]:
+    """The server's tools (listed once per process and server)."""
+    key = repr(server)
+    if key not in _LISTINGS:
+        with McpConnection(server) as connection:
+            _LISTINGS[key] = connection.list_tools()
+    return _LISTINGS[key]
+
+
+class _Sessions:
+    """One suite's connections: a new one per episode (the previous one closed first), or one shared by all its episodes."""
+
+    def __init__(self, server: McpServer, fresh_per_episode: bool) -> None:
+        self.server, self.fresh = server, fresh_per_episode
+        self._connection: McpConnection | None = None
+
+    def for_episode(self) -> McpConnection:
+        if self._connection is not None and not self.fresh:
+            return self._connection
+        self.close()
+        self._connection = McpConnection(self.server)
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _mcp_tool(listed: Any) -> Tool:
+    name = listed.name
+
+    def call(**arguments: Any) -> str:
+        context: ToolContext = arguments.pop(CONTEXT_ARGUMENT)
+        return context.state[STATE_KEY].call(name, arguments)
+
+    description = (listed.description or "").strip().split("\n\n")[0]  # the summary; the schema documents the arguments
+    return tool_from_schema(name, description, listed.input_schema or {"type": "object"}, call, with_context=True)
+
+
+def _result_text(result: Any) -> str:
+    texts = [block.text for block in result.content if getattr(block, "type", None) == "text"]
+    if texts:
+        return "\n".join(texts)
+    if result.structured_content is not None:
+        return json.dumps(result.structured_content)
+    return ""
+
+
+def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    if loop.is_closed():
+        return
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+    if not thread.is_alive():
+        loop.close()
