@@ -7,6 +7,14 @@ per arm, the teacher's success, and the success each arm had reached at the
 wall time the faster arm needed (OPD spends more compute per labelled token).
 
     .venv/bin/python benchmarks/opd_vs_sft.py [--seeds 0 1 2] [--quick]
+
+With ``--sft-multiple 10`` SFT may spend ten times OPD's budget (enough to
+plateau) and a third table gives, per seed, the teacher-labelled tokens each arm
+needs to first reach SFT's best held-out success: at its point estimate and at
+the low end of its 95% interval (evaluate on at least 400 tasks, ``--eval-episodes
+400``, so that interval is narrower than the effect), and SFT's tokens over OPD's.
+
+    .venv/bin/python benchmarks/opd_vs_sft.py --sft-multiple 10 --eval-episodes 400
 """
 
 from __future__ import annotations
@@ -20,6 +28,9 @@ from rich.console import Console
 from rich.table import Table
 
 from opd.distill.demo import DemoConfig, DemoResult, run_demo
+from opd.distill.evaluate import wilson_interval
+
+Curve = tuple[tuple[int, int, float, float], ...]  # (update, labelled tokens, wall seconds, success)
 
 
 def success_at(curve: tuple[tuple[int, int, float, float], ...], start: float, seconds: float) -> float:
@@ -28,16 +39,61 @@ def success_at(curve: tuple[tuple[int, int, float, float], ...], start: float, s
     return reached[-1] if reached else start
 
 
+def tokens_to_reach(curve: Curve, target: float) -> int | None:
+    """The labelled tokens at the first evaluation with success at or above ``target``; None if never."""
+    return next((tokens for _, tokens, _, success in curve if success >= target - 1e-12), None)
+
+
+def sft_best(result: DemoResult) -> tuple[float, float]:
+    """SFT's best evaluated success and the low end of its 95% Wilson interval."""
+    best = max(success for *_, success in result.arms["sft"].curve)
+    episodes = result.arms["sft"].final_eval.episodes
+    return best, wilson_interval(round(best * episodes), episodes)[0]
+
+
+def to_sft_best_table(seeds: list[int], results: list[DemoResult]) -> Table:
+    table = Table(title="teacher-labelled tokens to first reach SFT's best held-out success (point / low end of its 95% interval)")
+    for column in ("seed", "SFT best", "SFT tokens", "OPD tokens", "SFT / OPD (point)", "OPD tokens to interval", "SFT / OPD (interval)"):
+        table.add_column(column, justify="right")
+    for seed, r in zip(seeds, results, strict=True):
+        best, low = sft_best(r)
+        sft, opd, opd_low = (tokens_to_reach(r.arms[a].curve, t) for a, t in (("sft", best), ("opd", best), ("opd", low)))
+        ratio = f"{sft / opd:.1f}x" if sft and opd else "not reached"
+        ratio_low = f"{sft / opd_low:.1f}x" if sft and opd_low else "not reached"
+        table.add_row(
+            str(seed),
+            f"{best:.1%} (≥{low:.1%})",
+            f"{sft:,}",
+            f"{opd:,}" if opd else "-",
+            ratio,
+            f"{opd_low:,}" if opd_low else "-",
+            ratio_low,
+        )
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="the CI-sized budget")
     parser.add_argument("--workdir", default="runs/bench-opd-vs-sft")
+    parser.add_argument("--sft-multiple", type=float, default=1.0, help="SFT's budget as a multiple of OPD's (10: to SFT's plateau)")
+    parser.add_argument("--deterministic", action="store_true", help="calculator's deterministic expert (one right action per state)")
+    parser.add_argument("--eval-episodes", type=int, default=None, help="held-out tasks per evaluation (default: the recipe's)")
     args = parser.parse_args()
     console = Console()
     results: list[DemoResult] = []
     for seed in args.seeds:
-        settings = {"workdir": args.workdir, "store": f"{args.workdir}/opd.db", "train_seed": seed}
+        settings = {
+            "workdir": args.workdir,
+            "store": f"{args.workdir}/opd.db",
+            "train_seed": seed,
+            "sft_budget_multiple": args.sft_multiple,
+        }
+        if args.eval_episodes:
+            settings["eval_episodes"] = args.eval_episodes
+        if args.deterministic:  # a different recipe: its own teacher and student start, built and cached on first use
+            settings["suite_options"] = {**DemoConfig().suite_options, "expert": "deterministic"}
         config = DemoConfig.quick(**settings) if args.quick else DemoConfig(**settings)
         started = time.perf_counter()
         results.append(
@@ -69,6 +125,8 @@ def main() -> None:
             *(f"{success_at(r.arms[a].curve, r.student_start.success_rate, seconds):.1%}" for a in ("sft", "opd")),
         )
     console.print(equal)
+    if args.sft_multiple > 1:
+        console.print(to_sft_best_table(args.seeds, results))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import logging
 import typer
 
 from opd import __version__
-from opd.cli import annotate, bootstrap, branch, demo, episodes, evaluation, runs, sandbox, serve, suites, train, view
+from opd.cli import annotate, bootstrap, branch, demo, episodes, evaluation, runs, sandbox, serve, suites, sweep, train, view
 from opd.cli.options import load_suite_modules
 from opd.cli.quiet import quiet_libraries
 
@@ -21,6 +21,7 @@ app.command("demo")(demo.demo)
 app.command("bootstrap")(bootstrap.bootstrap)
 app.command("train")(train.train_command)
 app.command("eval")(evaluation.eval_command)
+app.command("sweep")(sweep.sweep_command)
 app.command("view")(view.view)
 app.command("serve-teacher")(serve.serve_teacher)
 app.command("annotate")(annotate.annotate_command)

@@ -31,8 +31,10 @@ from opd.agents.policy import SamplingConfig
 from opd.agents.routing import RoutingConfig
 from opd.agents.self_teacher import SelfTeacherConfig
 from opd.distill.config_errors import describe_validation_error, raising_config_errors
+from opd.distill.guard import GuardConfig
 from opd.distill.losses import LossConfig
 from opd.distill.offline import ReplayConfig
+from opd.distill.prefix import TeacherPrefixConfig
 from opd.distill.suites import SuitesConfig, resolve_config_paths
 from opd.envs.lending import SandboxConfig
 from opd.errors import ConfigError
@@ -87,6 +89,8 @@ class TrainConfig:
     routing: RoutingConfig | None = None  # route each step between `teacher` (the default) and further teachers (docs/training.md)
     sandbox: SandboxConfig = SandboxConfig()  # where tools run: backend (auto/local/docker), image, engine, pool size, per-call limits
     inference: InferenceConfig = InferenceConfig()  # where rollouts and teacher scores run: in-process, vLLM, a served teacher
+    teacher_prefix: TeacherPrefixConfig | None = None  # GKD-style mixing within episodes: the teacher plays the first steps
+    guard: GuardConfig = GuardConfig()  # notice a held-out regression or a divergence spike; warn, stop or roll back
 
     def __post_init__(self) -> None:
         # Checks across fields; each field alone was validated by its type before this runs.
@@ -99,8 +103,10 @@ class TrainConfig:
             )
         if self.loss.needs_critiques and self.critic is None:
             raise ConfigError(f"The {self.loss.kind!r} loss needs step critiques; set critic: {{model: ..., api_base: ...}}.")
-        if self.offpolicy_fraction > 0 and self.teacher is None:
-            raise ConfigError("offpolicy_fraction > 0 has the white-box teacher play episodes; set teacher: PATH_OR_NAME.")
+        if (self.offpolicy_fraction > 0 or self.teacher_prefix is not None) and self.teacher is None:
+            raise ConfigError(
+                "offpolicy_fraction > 0 and teacher_prefix have the white-box teacher play (steps of) episodes; set teacher: PATH_OR_NAME."
+            )
 
 
 _ADAPTER = TypeAdapter(TrainConfig)

@@ -69,6 +69,7 @@ class DemoConfig:
     warmup_steps: int = 1000  # at most; SFT on teacher episodes stops once the student reaches warmup_target
     warmup_target: float = 0.5  # the shared starting point: a student that half works
     budget_tokens: int = 100_000  # teacher-labelled tokens each arm may consume
+    sft_budget_multiple: float = 1.0  # the SFT arm may consume this many times budget_tokens (10: let SFT plateau)
     episodes_per_update: int = 32
     opd_learning_rate: float = 1e-3
     sft_learning_rate: float = 1e-3
@@ -110,9 +111,10 @@ def run_demo(config: DemoConfig, *, report: Report = print) -> DemoResult:
         ("sft", LossConfig(kind="sft"), 1.0, config.sft_learning_rate),
         ("opd", LossConfig(kind="token", divergence="reverse_kl"), 0.0, config.opd_learning_rate),
     ):
-        report(f"arm {arm}: training from the shared student start, budget {config.budget_tokens:,} teacher-labelled tokens")
+        budget = int(config.budget_tokens * (config.sft_budget_multiple if arm == "sft" else 1.0))
+        report(f"arm {arm}: training from the shared student start, budget {budget:,} teacher-labelled tokens")
         arm_started = time.perf_counter()
-        arms[arm] = train(_arm_config(config, arm, loss, offpolicy, lr, student_dir, teacher_dir), resume=False)
+        arms[arm] = train(_arm_config(config, arm, loss, offpolicy, lr, student_dir, teacher_dir, budget), resume=False)
         timings[arm] = time.perf_counter() - arm_started
         report(f"arm {arm}: {arms[arm].final_eval.describe()} after {arms[arm].labelled_tokens:,} labelled tokens")
     plot = _plot(work / "success_vs_tokens.png", arms, teacher_eval, start_eval, config.suite)
@@ -132,7 +134,9 @@ def demo_models(config: DemoConfig, *, report: Report = print) -> tuple[Path, Pa
     return models / "teacher", models / "student-start"
 
 
-def _arm_config(config: DemoConfig, arm: str, loss: LossConfig, offpolicy: float, lr: float, student: Path, teacher: Path) -> TrainConfig:
+def _arm_config(
+    config: DemoConfig, arm: str, loss: LossConfig, offpolicy: float, lr: float, student: Path, teacher: Path, budget: int
+) -> TrainConfig:
     return TrainConfig(
         student=str(student),
         teacher=str(teacher),
@@ -143,7 +147,7 @@ def _arm_config(config: DemoConfig, arm: str, loss: LossConfig, offpolicy: float
         output_dir=str(Path(config.workdir) / f"{arm}-seed{config.train_seed}"),
         seed=config.train_seed,
         updates=10_000,  # the token budget ends the arm
-        max_labelled_tokens=config.budget_tokens,
+        max_labelled_tokens=budget,
         episodes_per_update=config.episodes_per_update,
         learning_rate=lr,
         loss=loss,

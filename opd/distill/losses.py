@@ -50,6 +50,7 @@ from opd.distill.batch import EpisodeBatch
 from opd.distill.divergences import get_divergence
 from opd.distill.importance import importance_weights
 from opd.distill.sampled import token_logprobs
+from opd.distill.step_weights import StepWeights, step_weights_BT
 from opd.distill.token_divergence import token_divergence
 from opd.errors import ConfigError, UnknownNameError
 
@@ -74,6 +75,7 @@ class LossConfig:
     rwr_temperature: float = 0.1  # rwr: weight = exp(advantage / temperature), clipped at 20x the mean
     uncertainty: Literal["none", "weight", "gate"] = "none"  # down-weight or drop feedback the teacher is unsure of
     uncertainty_threshold: float = 0.5  # gate: drop feedback with normalised uncertainty above this
+    step_weights: StepWeights = StepWeights()  # the token term: weigh steps by teacher-student divergence or by position
 
     def __post_init__(self) -> None:
         if self.kind not in LOSS_KINDS:
@@ -93,6 +95,10 @@ class LossConfig:
             get_divergence(self.divergence, **self.divergence_params)
         except UnknownNameError as exc:  # a ValueError, so that config validation reports it at its key
             raise ConfigError(f"divergence: {exc}") from None
+        if self.step_weights.by != "none" and "token" not in self.terms:
+            raise ConfigError(
+                f"step_weights weigh the token term; the {self.kind!r} loss has none (use kind: token, or hybrid with token)."
+            )
 
     @property
     def terms(self) -> dict[str, float]:
@@ -243,8 +249,10 @@ def _per_token(logits_BTV: Tensor, batch: EpisodeBatch, config: LossConfig) -> T
 
 
 def _token_weights(batch: EpisodeBatch, config: LossConfig) -> Tensor:
-    """(B, T) weight of each target in the logit losses: 1 on policy tokens, scaled or gated by the teacher's uncertainty."""
+    """(B, T) weight of each target in the logit losses: 1 on policy tokens, times its step's weight, scaled or gated by uncertainty."""
     weights_BT = batch.policy_BT.float()
+    if config.step_weights.by != "none":
+        weights_BT = weights_BT * step_weights_BT(batch, config.step_weights).to(weights_BT.device)
     if config.uncertainty == "none":
         return weights_BT
     if batch.teacher is None:

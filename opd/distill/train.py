@@ -40,10 +40,12 @@ from opd.distill.config import TrainConfig, recorded_config
 from opd.distill.distributed import DistributedContext, distributed
 from opd.distill.evaluate import EvalResult, evaluate
 from opd.distill.evaluation_runs import eval_settings, evaluation_run, store_evaluation
+from opd.distill.guard import Guard
 from opd.distill.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
 from opd.distill.losses import LossTotals, loss_totals
 from opd.distill.metrics import MetricsWriter
 from opd.distill.offline import StoreReplay
+from opd.distill.prefix import PrefixPolicy, hand_over, prefix_steps
 from opd.distill.resume import starting_checkpoint
 from opd.distill.student_loss import student_loss
 from opd.distill.suites import task_splits
@@ -151,6 +153,7 @@ def _train(
         options, episodes = splits.options(config.suite_options, "eval"), config.eval_episodes
         return evaluate(student, config.suite, suite_options=options, episodes=episodes, max_turns=config.max_turns, sandboxes=sandboxes)[0]
 
+    guard = _start_guard(config, ctx, state.update, evaluate_student, student, optimizer)
     ctx.main_only(lambda: TrajectoryStore(config.store).close())  # rank 0 creates or migrates the store before the others open it
     with TrajectoryStore(config.store) as store, rollout_engine(config.inference.student, student) as rollout_policy:
         run_config = {**recorded, "world_size": ctx.world_size, "splits": dataclasses.asdict(splits)}
@@ -166,8 +169,12 @@ def _train(
                 break
             rng = np.random.default_rng([config.seed, update])
             offpolicy = teacher_policy is not None and rng.random() < config.offpolicy_fraction
+            handed = prefix_steps(config.teacher_prefix, rng) if teacher_policy is not None and not offpolicy else 0
             player, train_options = teacher_policy if offpolicy else rollout_policy, splits.options(config.suite_options, "train")
+            if handed and config.teacher_prefix is not None and teacher_policy is not None:
+                player = PrefixPolicy(student, teacher_policy, handed, config.teacher_prefix.temperature)  # in process, also beside vLLM
             played = _rollout(player, config, update, state.run_id, fresh, sandboxes, train_options) if len(fresh) else []
+            played, prefix_tokens = hand_over(played, handed)  # the teacher's first steps become context
             if replay is not None and replay.restarts:  # and episodes the student plays on from stored states
                 played += replay.restart(update, student, config.sampling, seed=config.seed, run_id=state.run_id)
             failed = [e for e in played if e.num_tokens < 2]  # a sandbox failed before the policy wrote anything
@@ -189,6 +196,7 @@ def _train(
                 values["rollout/weight_push_s"] = rollout_policy.push_weights(student.model)  # the next rollout is on these weights
             # Teacher-labelled tokens: student tokens the teacher scored, or tokens the teacher wrote itself.
             labelled = sum(int(e.policy_mask.sum()) for e in episodes) if (teacher and scored_by_logits) or offpolicy else 0
+            labelled += prefix_tokens  # tokens the teacher wrote as an episode's first steps
             counts = ctx.sum_metrics({"labelled": labelled, "rollout/failed": len(failed), **_critic_counts(episodes, critic)})
             state = TrainerState(
                 update + 1,
@@ -202,28 +210,36 @@ def _train(
                 _rollout_metrics(played, ctx),
                 **(replay.metrics() if replay else {}),
                 offpolicy=float(offpolicy),
+                teacher_prefix_steps=handed,
                 labelled_tokens=state.labelled_tokens,
                 wall_seconds=state.wall_seconds,
             )
             if isinstance(logits_source, RoutedTeacher):
                 values.update(route_metrics(ctx.sum_metrics(logits_source.take_counts())))
             values.update(ctx.comm.take())
+            if guard is not None:
+                values.update(guard.after_update(update + 1, values["loss"]))
             budget_spent = config.max_labelled_tokens is not None and state.labelled_tokens >= config.max_labelled_tokens
             if _due(update + 1, config.eval_every, config.updates) or budget_spent:
                 result = ctx.main_only(evaluate_student)
                 values.update({"eval/success": result.success_rate, "eval/ci_low": result.ci_low, "eval/ci_high": result.ci_high})
                 curve.append((update + 1, state.labelled_tokens, state.wall_seconds, result.success_rate))
                 last_eval = (update + 1, result)
+                if guard is not None:
+                    values.update(guard.after_eval(update + 1, result, student.model, student.tokenizer, optimizer))
+                    if values["guard/rolled_back"] and guard.best is not None:  # the student now holds the best weights
+                        last_eval = (update + 1, guard.best[1])
             if metrics is not None:
                 metrics.write(update + 1, values)
             if progress is not None and ctx.is_main:
                 progress(update + 1, values)
             interrupted = bool(ctx.sum_metrics({"stop": float(stop.requested)})["stop"])  # every rank stops at the same update
-            if _due(update + 1, config.checkpoint_every, config.updates) or budget_spent or interrupted:
+            stopping = guard is not None and guard.stop  # the guard ends the run (a regression under action: stop)
+            if _due(update + 1, config.checkpoint_every, config.updates) or budget_spent or interrupted or stopping:
                 saved = ctx.main_only(
                     functools.partial(save_checkpoint, checkpoints, student.model, student.tokenizer, optimizer, state, recorded)
                 )
-            if interrupted:
+            if interrupted or stopping:
                 break
         if source is not store:
             source.close()
@@ -242,6 +258,27 @@ def _train(
     stored = evaluation_run(final, model=str(last), label=config.run_name, evaluates_run=state.run_id, **settings)
     ctx.main_only(lambda: store_evaluation(config.store, stored))  # shown beside the run's rollout success (`opd runs list`, viewer)
     return TrainResult(state.run_id, state.update, state.labelled_tokens, state.skipped_updates, final, last, tuple(curve), usage)
+
+
+def _start_guard(
+    config: TrainConfig,
+    ctx: DistributedContext,
+    update: int,
+    evaluate_student: Callable[[], EvalResult],
+    student: CausalLMPolicy,
+    optimizer: torch.optim.Optimizer,
+) -> Guard | None:
+    """The run's regression guard (None when off), with the student's start evaluated as the first bar on a fresh run."""
+    if not config.guard.enabled:
+        return None
+    guard = Guard(config.guard, Path(config.output_dir) / "best", is_main=ctx.is_main)
+    if update > 0:  # a resumed run keeps its bar
+        guard.resume()
+    if update == 0 and guard.best is None and config.guard.eval_at_start:
+        start = ctx.main_only(evaluate_student)
+        logger.info("Guard: the student's start: %s", start.describe())
+        guard.after_eval(0, start, student.model, student.tokenizer, optimizer)
+    return guard
 
 
 def _preflight(student: CausalLMPolicy, teacher: BuiltTeacher, config: TrainConfig, sandboxes: SandboxLender) -> None:

@@ -5,7 +5,9 @@ can only be computed once its operands' calls have returned, so later calls use
 earlier results. The scripted expert reads those results from the observations
 (it never evaluates the expression itself) and picks at random, seeded, among
 the equally right choices: which ready node to compute next and the operand
-order of ``add`` and ``multiply``.
+order of ``add`` and ``multiply``. With ``expert="deterministic"`` it has one
+right action per state instead (the first ready node, operands as written), the
+setting in which plain on-policy distillation has the least over SFT to gain.
 """
 
 from __future__ import annotations
@@ -141,16 +143,19 @@ def verify(task: Task, answer: str, context: ToolContext) -> Verdict:
 class CalculatorExpert:
     """Computes the tree bottom-up, reading each intermediate result from the observations."""
 
+    def __init__(self, *, deterministic: bool = False) -> None:
+        self.deterministic = deterministic  # one right action per state: the first ready node, operands in written order
+
     def act(self, task: Task, history: Sequence[Turn], rng: np.random.Generator) -> ToolCalls | FinalAnswer:
         nodes = task.data["nodes"]
         done = _completed_nodes(nodes, history)
         if len(nodes) - 1 in done:
             return FinalAnswer(_format_number(done[len(nodes) - 1]))
         ready = [i for i, node in enumerate(nodes) if i not in done and all("const" in ref or ref["node"] in done for ref in node["args"])]
-        index = ready[int(rng.integers(len(ready)))]
+        index = ready[0] if self.deterministic else ready[int(rng.integers(len(ready)))]
         op = nodes[index]["op"]
         a, b = (_value(ref, done) for ref in nodes[index]["args"])
-        if op in _COMMUTATIVE and rng.random() < 0.5:
+        if op in _COMMUTATIVE and not self.deterministic and rng.random() < 0.5:
             a, b = b, a
         return single_call(op, a=a, b=b)
 
@@ -186,24 +191,30 @@ def _format_number(value: float) -> str:
 
 @register_suite("calculator")
 def calculator_suite(
-    difficulty: Difficulty = "medium", prompt_style: Literal["full", "terse"] = "full", max_value: int | None = None
+    difficulty: Difficulty = "medium",
+    prompt_style: Literal["full", "terse"] = "full",
+    max_value: int | None = None,
+    expert: Literal["random", "deterministic"] = "random",
 ) -> ToolSuite:
     """Arithmetic with add/subtract/multiply/divide tools; easy, medium, hard = 2, 3, 4 dependent calls.
 
     ``prompt_style="terse"`` poses "Compute (3 + 4) * 5." without instructions, and ``max_value=99`` keeps
     every operand and intermediate result in [0, 99]: fewer and more frequent tokens for tiny models that
-    learn the protocol from demonstrations rather than from the prompt.
+    learn the protocol from demonstrations rather than from the prompt. ``expert="deterministic"`` makes the
+    scripted expert take the one canonical action in each state instead of a random right one.
     """
     if difficulty not in _OPERATIONS:
         raise ConfigError(f"difficulty must be one of {list(_OPERATIONS)}, got {difficulty!r}.")
     if prompt_style not in ("full", "terse"):
         raise ConfigError(f"prompt_style must be 'full' or 'terse', got {prompt_style!r}.")
+    if expert not in ("random", "deterministic"):
+        raise ConfigError(f"expert must be 'random' or 'deterministic', got {expert!r}.")
     return ToolSuite(
         name="calculator",
         tools=(add, subtract, multiply, divide),
         tasks=CalculatorTasks(_OPERATIONS[difficulty], terse=prompt_style == "terse", max_value=max_value),
         verify=verify,
-        expert=CalculatorExpert(),
+        expert=CalculatorExpert(deterministic=expert == "deterministic"),
         max_turns=_OPERATIONS[difficulty] + 4,
         system_prompt=(
             "You are a careful calculator agent. Use the tools for every arithmetic operation, one call per turn, "
