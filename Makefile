@@ -31,16 +31,18 @@ docker: $(VENV)/.installed
 chromium:
 	scripts/ensure-chromium.sh || [ -z "$$CI" ]
 
-# vLLM (CPU build) in its own venv, .venv-vllm, as users deploy it beside the trainer: the inference-engine tests
-# (tests/engines) start servers from it. Built once (a few GB, several minutes), then cached; see scripts/ensure-vllm.sh.
+# vLLM (CPU build) in its own venv, as users deploy it beside the trainer: the inference-engine tests (tests/engines)
+# start servers from it. Built once (a few GB, several minutes) and cached outside the checkout, so that a fresh
+# clone on the same machine reuses it; see scripts/ensure-vllm.sh. VLLM_VENV picks another place.
+VLLM_VENV ?= $(HOME)/.cache/opd/venv-vllm
 vllm:
-	scripts/ensure-vllm.sh .venv-vllm >/dev/null || [ -z "$$CI" ]
+	scripts/ensure-vllm.sh $(VLLM_VENV) >/dev/null || [ -z "$$CI" ]
 
 # Test services: the Docker Engine above and a throwaway PostgreSQL server (installed from Debian's packages
 # if missing). If one cannot start, its tests skip on a developer machine and fail in CI (CI=true), never silently.
 test: $(VENV)/.installed docker chromium vllm
 	$(BIN)/ruff check opd tests benchmarks
-	OPD_REAL_MODELS="$$(scripts/ensure-real-tokenizers.sh $(BIN)/python)" \
+	OPD_REAL_MODELS="$$(scripts/ensure-real-tokenizers.sh $(BIN)/python)" OPD_VLLM_PYTHON="$(VLLM_VENV)/bin/python" \
 	OPD_TEST_POSTGRES_URL="$$(scripts/ensure-postgres.sh)" $(BIN)/python -m pytest
 
 test-fast: $(VENV)/.installed
@@ -58,4 +60,4 @@ bench-sandbox: docker
 	$(BIN)/python benchmarks/sandbox.py
 
 clean:
-	rm -rf $(VENV) .venv-vllm .pytest_cache
+	rm -rf $(VENV) .pytest_cache  # the cached vLLM venv stays: rm -rf $(VLLM_VENV)

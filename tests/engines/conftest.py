@@ -1,6 +1,6 @@
 """Real inference servers on loopback, started once per session: opd's teacher server, vLLM (teacher and student).
 
-vLLM lives in its own virtualenv (.venv-vllm, built by scripts/ensure-vllm.sh, which `make test` runs), as users
+vLLM lives in its own virtualenv (OPD_VLLM_PYTHON, else .venv-vllm; built by scripts/ensure-vllm.sh, which `make test` runs), as users
 deploy it. Its models are tiny Llamas built here with head dimension 64, the smallest vLLM's CPU attention takes.
 """
 
