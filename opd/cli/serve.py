@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-import uvicorn
 from rich.markup import escape
 
 from opd.cli.render import console, fail
@@ -20,6 +19,7 @@ def serve_teacher(
 ) -> None:
     """Serve MODEL's log-probs for training: top-k, exact tail mass and any candidate ids, per position."""
     import torch
+    import uvicorn  # here, not at the top: `opd --help` loads no server
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from opd.agents.score_server import create_score_app
