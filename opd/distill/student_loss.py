@@ -11,7 +11,8 @@ gradient is formed, and at V = 151,936, T = 2,048 the step never holds the
 Every other loss (sequence-level, outcome, SFT, and hybrids that include them)
 needs the student's log-prob of each sampled token under autograd and keeps the
 full-logits path (``compute_loss``). So does a model whose logits are not a plain
-``hidden @ lm_head.T`` (a biased head, a logit scale, soft-capping).
+``hidden @ lm_head.T`` (a biased head, a logit scale, soft-capping), and a batch of
+stored episodes with importance weights (they need the same log-probs).
 """
 
 from __future__ import annotations
