@@ -35,6 +35,17 @@ def real_models() -> Path:
     return real_models_dir_or_fail()
 
 
+@pytest.fixture(autouse=True)
+def _no_suite_leaks_out() -> Iterator[None]:
+    """A suite a test registers must be gone after it (tests/suite_registry.py), or later tests see it."""
+    from opd.envs import registry
+
+    before = set(registry._FACTORIES)
+    yield
+    leaked = set(registry._FACTORIES) - before
+    assert not leaked, f"this test left suites registered: {sorted(leaked)}; wrap it in restored_suite_registry()"
+
+
 @pytest.fixture(params=LOCAL_SUITES)
 def suite_name(request: pytest.FixtureRequest) -> str:
     return request.param

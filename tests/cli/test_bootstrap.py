@@ -34,14 +34,11 @@ def test_bootstrap_builds_a_teacher_and_student_for_another_suite_and_caches_the
 def test_a_suite_without_an_expert_is_one_clear_line(tmp_path: Path) -> None:
     import dataclasses
 
-    import gymnasium as gym
+    from suite_registry import restored_suite_registry
 
-    from opd.envs import gym_id, make_suite, register_suite, registry
+    from opd.envs import make_suite, register_suite
 
-    register_suite("no_expert", lambda: dataclasses.replace(make_suite("calculator"), name="no_expert", expert=None))
-    try:
+    with restored_suite_registry():
+        register_suite("no_expert", lambda: dataclasses.replace(make_suite("calculator"), name="no_expert", expert=None))
         result = CliRunner().invoke(app, ["bootstrap", "no_expert", "--workdir", str(tmp_path)])
-    finally:
-        registry._FACTORIES.pop("no_expert")
-        gym.registry.pop(gym_id("no_expert"))
     assert result.exit_code == 2 and "has no scripted expert" in result.output

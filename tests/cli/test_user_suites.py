@@ -16,15 +16,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import gymnasium as gym
 import pytest
 import throwaway_suite
 import yaml
+from suite_registry import restored_suite_registry
 from typer.testing import CliRunner
 
 from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
 from opd.cli.app import app
-from opd.envs import ToolEnv, make_suite, plugins, registry
+from opd.envs import ToolEnv, make_suite, plugins
 from opd.envs.plugins import import_suite_module
 from opd.envs.splits import TaskSplit
 from opd.trajectories import EpisodeFilter, TrajectoryStore
@@ -37,18 +37,13 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The package under ``pkg/`` and tiny models for its suite under ``run/models``; nothing left registered here."""
     root = tmp_path_factory.mktemp("user-suite")
     throwaway_suite.install(root / "pkg")
-    factories, environments, modules = dict(registry._FACTORIES), dict(gym.registry), set(sys.modules)
-    import_suite_module(str(root / "pkg" / throwaway_suite.PACKAGE))
-    tokenizer = build_word_tokenizer(
-        expert_texts(ToolEnv(throwaway_suite.SUITE), 40), root / "run" / "models" / "student", numbers=range(0, 120)
-    )
+    with restored_suite_registry():
+        import_suite_module(str(root / "pkg" / throwaway_suite.PACKAGE))
+        tokenizer = build_word_tokenizer(
+            expert_texts(ToolEnv(throwaway_suite.SUITE), 40), root / "run" / "models" / "student", numbers=range(0, 120)
+        )
     build_tiny_model(tokenizer, root / "run" / "models" / "student", layers=1, hidden=16, heads=2, seed=0)
     build_tiny_model(tokenizer, root / "run" / "models" / "teacher", layers=1, hidden=16, heads=2, seed=1)
-    registry._FACTORIES.clear(), registry._FACTORIES.update(factories)
-    gym.registry.clear(), gym.registry.update(environments)
-    for name in set(sys.modules) - modules:
-        del sys.modules[name]
-    plugins._discovered = False
     return root
 
 
@@ -102,27 +97,18 @@ def test_suites_list_train_under_torchrun_and_eval(workspace: Path) -> None:
 
 def make_suite_from(workspace: Path):
     """The user's suite, imported here only to read its task list (then unregistered again)."""
-    factories, environments = dict(registry._FACTORIES), dict(gym.registry)
-    try:
+    with restored_suite_registry():
         import_suite_module(str(workspace / "pkg" / throwaway_suite.PACKAGE))
         return make_suite(throwaway_suite.SUITE)
-    finally:
-        registry._FACTORIES.clear(), registry._FACTORIES.update(factories)
-        gym.registry.clear(), gym.registry.update(environments)
 
 
 def test_the_import_option_and_typed_suite_options(tmp_path: Path) -> None:
     throwaway_suite.install(tmp_path, entry_point=False)
     runner = CliRunner()
-    factories, environments = dict(registry._FACTORIES), dict(gym.registry)
-    try:
+    with restored_suite_registry():
         shown = runner.invoke(app, ["-I", str(tmp_path / throwaway_suite.PACKAGE), "suites", "show", "prices", "--split", "eval"])
-        assert shown.exit_code == 0, shown.output
-        assert '"name": "price"' in shown.output and "sample task p" in shown.output
-    finally:
-        registry._FACTORIES.clear(), registry._FACTORIES.update(factories)
-        gym.registry.clear(), gym.registry.update(environments)
-        sys.modules.pop(throwaway_suite.PACKAGE, None)
+    assert shown.exit_code == 0, shown.output
+    assert '"name": "price"' in shown.output and "sample task p" in shown.output
     typed = runner.invoke(app, ["suites", "play", "calculator", "-o", "max_value=20", "-o", "difficulty=easy", "--episodes", "1"])
     assert typed.exit_code == 0, typed.output  # max_value reaches the suite as the int 20, not the text "20"
     bad = runner.invoke(app, ["-I", str(tmp_path / "missing.py"), "suites", "list"])

@@ -18,7 +18,10 @@ def write(tmp_path: Path, inference: dict) -> Path:
 
 
 def test_the_inference_section_reads_from_yaml(tmp_path: Path) -> None:
-    inference = {"student": {"backend": "vllm", "server_args": ["--max-num-seqs", "8"]}, "teacher": {"backend": "http", "urls": ["http://a:1"]}}
+    inference = {
+        "student": {"backend": "vllm", "server_args": ["--max-num-seqs", "8"]},
+        "teacher": {"backend": "http", "urls": ["http://a:1"]},
+    }
     config = load_config(write(tmp_path, inference))
     assert config.inference.student.backend == "vllm" and config.inference.student.server_args == ("--max-num-seqs", "8")
     assert config.inference.teacher.urls == ("http://a:1",) and config.inference.teacher.api == "opd"

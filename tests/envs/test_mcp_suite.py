@@ -13,12 +13,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import gymnasium as gym
 import pytest
 import yaml
+from suite_registry import restored_suite_registry
 from typer.testing import CliRunner
 
-from opd.envs import Task, ToolEnv, Verdict, play_expert, registry
+from opd.envs import Task, ToolEnv, Verdict, play_expert
 from opd.envs.mcp_suite import McpConnection, McpServer, mcp_suite
 from opd.errors import SandboxError
 
@@ -94,12 +94,8 @@ def test_a_server_that_is_not_there_says_so() -> None:
 
 @pytest.fixture
 def kv_registered() -> Iterator[None]:
-    factories, environments, modules = dict(registry._FACTORIES), dict(gym.registry), set(sys.modules)
-    yield
-    registry._FACTORIES.clear(), registry._FACTORIES.update(factories)
-    gym.registry.clear(), gym.registry.update(environments)
-    for name in set(sys.modules) - modules:
-        del sys.modules[name]
+    with restored_suite_registry():
+        yield
 
 
 @pytest.mark.slow

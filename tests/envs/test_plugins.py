@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import gymnasium as gym
 import pytest
 import throwaway_suite
+from suite_registry import restored_suite_registry
 
-from opd.envs import make_suite, plugins, registry, suite_names
+from opd.envs import make_suite, plugins, suite_names
 from opd.envs.plugins import PATH_VARIABLE, SuiteImportError, discover_suites, import_suite_module, import_suite_modules
 
 SUITE_FILE = """
@@ -26,17 +26,10 @@ def factory(scale: int = 1) -> ToolSuite:
 @pytest.fixture(autouse=True)
 def clean_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test starts from the built-in suites and leaves nothing registered or imported behind."""
-    factories, environments, modules, path = dict(registry._FACTORIES), dict(gym.registry), set(sys.modules), list(sys.path)
     monkeypatch.delenv(PATH_VARIABLE, raising=False)
-    yield
-    registry._FACTORIES.clear()
-    registry._FACTORIES.update(factories)
-    gym.registry.clear()
-    gym.registry.update(environments)
-    for name in set(sys.modules) - modules:
-        del sys.modules[name]
-    sys.path[:] = path
-    plugins._discovered = False  # the next lookup searches again, in the next test's environment
+    with restored_suite_registry():
+        plugins._discovered = False  # this test's lookups search again, in this test's environment
+        yield
 
 
 def write_suite(directory: Path, module: str, suite: str) -> Path:
