@@ -15,20 +15,37 @@ the low end of its 95% interval (evaluate on at least 400 tasks, ``--eval-episod
 400``, so that interval is narrower than the effect), and SFT's tokens over OPD's.
 
     .venv/bin/python benchmarks/opd_vs_sft.py --sft-multiple 10 --eval-episodes 400
+
+With ``--suite NAME`` (and ``-o KEY=VALUE`` suite options) the same recipe runs
+on another suite with a scripted expert: its teacher and student start are built
+as ``opd bootstrap`` builds them, and every episode (demonstrations, evaluations,
+both arms' rollouts) borrows a sandbox from a pool opened as ``opd train`` opens
+it, so on ``logs`` every tool call crosses into Docker. The pool starts its own
+containers (``attach: false``): a benchmark must not borrow a test session's
+``docker compose`` sandboxes. Each finished seed is saved under ``--workdir``;
+``--resume`` reuses it, so a long run can be split over several invocations.
+
+    flock /tmp/opd-docker-tests.lock .venv/bin/python benchmarks/opd_vs_sft.py --suite logs -o difficulty=medium \
+        --numbers=-9999:99 --seeds 0 1 2
 """
 
 from __future__ import annotations
 
 import argparse
+import pickle
 import statistics
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from opd.cli.options import parse_options
 from opd.distill.demo import DemoConfig, DemoResult, run_demo
 from opd.distill.evaluate import wilson_interval
+from opd.envs.lending import SandboxConfig
 
 Curve = tuple[tuple[int, int, float, float], ...]  # (update, labelled tokens, wall seconds, success)
 
@@ -72,6 +89,39 @@ def to_sft_best_table(seeds: list[int], results: list[DemoResult]) -> Table:
     return table
 
 
+def recipe(args: argparse.Namespace) -> dict[str, Any]:
+    """The DemoConfig settings shared by every seed: the suite, its options and the model recipe."""
+    options = dict(DemoConfig().suite_options) if args.suite == "calculator" else {}
+    options.update(parse_options(args.option))
+    if args.deterministic:  # a different recipe: its own teacher and student start, built and cached on first use
+        options["expert"] = "deterministic"
+    settings: dict[str, Any] = {"suite": args.suite, "suite_options": options, "workdir": args.workdir, "store": f"{args.workdir}/opd.db"}
+    settings["sandbox"] = SandboxConfig(attach=False, size=args.sandbox_size)
+    if args.numbers:
+        low, _, high = args.numbers.partition(":")
+        settings["numbers"] = (int(low), int(high))
+    if args.demonstrations:
+        settings["demonstrations"] = args.demonstrations
+    if args.eval_episodes:
+        settings["eval_episodes"] = args.eval_episodes
+    return settings
+
+
+def run_seed(args: argparse.Namespace, seed: int, console: Console) -> DemoResult:
+    """One seed's two arms, or its saved result with ``--resume`` (saved once both arms finished)."""
+    settings = {**recipe(args), "train_seed": seed, "sft_budget_multiple": args.sft_multiple}
+    config = DemoConfig.quick(**settings) if args.quick else DemoConfig(**settings)
+    saved = Path(args.workdir) / f"result-{args.suite}-seed{seed}{'-quick' if args.quick else ''}.pickle"
+    if args.resume and saved.is_file():
+        console.print(f"seed {seed}: the result saved in {saved}")
+        return pickle.loads(saved.read_bytes())  # our own file, written below
+    started = time.perf_counter()
+    result = run_demo(config, report=lambda m: console.print(f"[dim]seed {seed} {time.perf_counter() - started:6.1f}s[/] {m}"))
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_bytes(pickle.dumps(result))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -80,28 +130,17 @@ def main() -> None:
     parser.add_argument("--sft-multiple", type=float, default=1.0, help="SFT's budget as a multiple of OPD's (10: to SFT's plateau)")
     parser.add_argument("--deterministic", action="store_true", help="calculator's deterministic expert (one right action per state)")
     parser.add_argument("--eval-episodes", type=int, default=None, help="held-out tasks per evaluation (default: the recipe's)")
+    parser.add_argument("--suite", default="calculator", help="any registered suite with a scripted expert")
+    parser.add_argument("-o", "--option", action="append", default=[], help="suite option KEY=VALUE (repeatable), as in opd train")
+    parser.add_argument("--numbers", help="integers that are one token each, LOW:HIGH (default 0:max_value or 0:99)")
+    parser.add_argument("--demonstrations", type=int, help="scripted-expert episodes the teacher learns from (default: the recipe's)")
+    parser.add_argument("--sandbox-size", type=int, default=8, help="sandboxes in the pool, for suites that need isolation")
+    parser.add_argument("--resume", action="store_true", help="reuse the seeds already finished under --workdir")
     args = parser.parse_args()
     console = Console()
-    results: list[DemoResult] = []
-    for seed in args.seeds:
-        settings = {
-            "workdir": args.workdir,
-            "store": f"{args.workdir}/opd.db",
-            "train_seed": seed,
-            "sft_budget_multiple": args.sft_multiple,
-        }
-        if args.eval_episodes:
-            settings["eval_episodes"] = args.eval_episodes
-        if args.deterministic:  # a different recipe: its own teacher and student start, built and cached on first use
-            settings["suite_options"] = {**DemoConfig().suite_options, "expert": "deterministic"}
-        config = DemoConfig.quick(**settings) if args.quick else DemoConfig(**settings)
-        started = time.perf_counter()
-        results.append(
-            run_demo(config, report=lambda m, t0=started, s=seed: console.print(f"[dim]seed {s} {time.perf_counter() - t0:6.1f}s[/] {m}"))
-        )
-    table = Table(
-        title=f"calculator (easy, numbers 0-99): greedy success over seeds {args.seeds}, {results[0].teacher.episodes} held-out tasks"
-    )
+    results = [run_seed(args, seed, console) for seed in args.seeds]
+    options = recipe(args)["suite_options"]
+    table = Table(title=f"{args.suite} {options}: greedy success over seeds {args.seeds}, {results[0].teacher.episodes} held-out tasks")
     for column in ("policy", "success mean ± sd", "teacher-labelled tokens", "train wall s"):
         table.add_column(column, justify="left" if column == "policy" else "right")
     table.add_row("teacher", f"{results[0].teacher.success_rate:.1%}", "-", "-")

@@ -25,11 +25,12 @@ teacher-labelled tokens.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,9 @@ from opd.distill.losses import LossConfig
 from opd.distill.sft import sft
 from opd.distill.train import TrainResult, train
 from opd.envs import ToolEnv, make_suite
+from opd.envs.lending import SandboxConfig, SandboxLender, borrowed, open_sandboxes, rounds
 from opd.errors import ConfigError
+from opd.trajectories import Episode
 
 __all__ = ["DemoConfig", "DemoResult", "demo_models", "run_demo"]
 
@@ -76,6 +79,7 @@ class DemoConfig:
     temperature: float = 0.7  # student sampling during OPD (steadier than 1.0)
     eval_episodes: int = 100
     eval_every: int = 5
+    sandbox: SandboxConfig = SandboxConfig()  # where the tools run (a Docker pool for suites that need isolation), as in training
 
     @classmethod
     def quick(cls, **overrides: Any) -> DemoConfig:
@@ -100,11 +104,12 @@ def run_demo(config: DemoConfig, *, report: Report = print) -> DemoResult:
     started = time.perf_counter()
     teacher_dir, student_dir = demo_models(config, report=report)
     timings["teacher (build or load)"] = time.perf_counter() - started
-    teacher = CausalLMPolicy.from_pretrained(str(teacher_dir))
-    teacher_eval, _ = evaluate(teacher, config.suite, suite_options=options, episodes=config.eval_episodes)
-    start_eval, _ = evaluate(
-        CausalLMPolicy.from_pretrained(str(student_dir)), config.suite, suite_options=options, episodes=config.eval_episodes
-    )
+    with _lending(config) as lender:
+        teacher_eval, start_eval = (
+            evaluate(CausalLMPolicy.from_pretrained(str(d)), config.suite, suite_options=options, episodes=config.eval_episodes,
+                     sandboxes=lender)[0]
+            for d in (teacher_dir, student_dir)
+        )  # fmt: skip
     report(f"teacher success {teacher_eval.describe()}; student start {start_eval.describe()}")
     arms: dict[str, TrainResult] = {}
     for arm, loss, offpolicy, lr in (
@@ -130,7 +135,8 @@ def demo_models(config: DemoConfig, *, report: Report = print) -> tuple[Path, Pa
     models = Path(config.workdir) / "models" / _recipe_hash(config)
     if not (models / "teacher" / "config.json").is_file():
         report("building the tokenizer and training the teacher on scripted-expert demonstrations (cached afterwards)")
-        _build_models(config, models, report)
+        with _lending(config) as lender:
+            _build_models(config, models, lender, report)
     return models / "teacher", models / "student-start"
 
 
@@ -156,43 +162,70 @@ def _arm_config(
         sampling=SamplingConfig(temperature=config.temperature if arm == "opd" else 1.0, max_new_tokens=32),
         eval_every=config.eval_every,
         eval_episodes=config.eval_episodes,
+        sandbox=config.sandbox,
         checkpoint_every=0,
         tensorboard=False,
     )
 
 
-def _build_models(config: DemoConfig, models: Path, report: Report) -> None:
-    env = ToolEnv(config.suite, **config.suite_options)
-    texts = expert_texts(env, 300)
-    low, high = config.numbers or (0, config.suite_options.get("max_value", 99))
-    tokenizer = build_word_tokenizer(texts, models / "tokenizer", numbers=range(low, high + 1))
-    build_tiny_model(tokenizer, models / "teacher", layers=2, hidden=128, heads=4, seed=config.seed)
-    teacher = CausalLMPolicy.from_pretrained(str(models / "teacher"))
-    demonstrations = [expert_demonstration(teacher.chat, env, seed, run_id="demo-demonstrations") for seed in range(config.demonstrations)]
+@contextlib.contextmanager
+def _lending(config: DemoConfig) -> Iterator[SandboxLender]:
+    """One lender for a phase's episodes (a warm Docker pool for a suite that needs isolation), closed however it ends."""
+    lender = open_sandboxes(config.sandbox, make_suite(config.suite, **config.suite_options))
+    try:
+        yield lender
+    finally:
+        lender.close()
 
+
+def _build_models(config: DemoConfig, models: Path, lender: SandboxLender, report: Report) -> None:
+    with borrowed(lender, 1) as (box,):  # the scripted expert plays one episode at a time
+        env = ToolEnv(config.suite, sandbox=box, limits=lender.limits, **config.suite_options)
+        texts = expert_texts(env, 300)
+        low, high = config.numbers or (0, config.suite_options.get("max_value", 99))
+        tokenizer = build_word_tokenizer(texts, models / "tokenizer", numbers=range(low, high + 1))
+        build_tiny_model(tokenizer, models / "teacher", layers=2, hidden=128, heads=4, seed=config.seed)
+        teacher = CausalLMPolicy.from_pretrained(str(models / "teacher"))
+        demonstrations = [expert_demonstration(teacher.chat, env, s, run_id="demo-demonstrations") for s in range(config.demonstrations)]
+        env.close()
     sft(teacher, demonstrations, steps=config.teacher_steps, learning_rate=3e-3, seed=config.seed,
-        stop=_reached(teacher, config, config.teacher_target, every=100, name="teacher", report=report))  # fmt: skip
+        stop=_reached(teacher, config, config.teacher_target, lender, every=100, name="teacher", report=report))  # fmt: skip
     teacher.model.save_pretrained(models / "teacher")
     build_tiny_model(tokenizer, models / "student-start", layers=2, hidden=32, heads=2, seed=config.seed + 1)
     if config.warmup_steps > 0:  # 0: the student starts from its random initialisation
         student = CausalLMPolicy.from_pretrained(str(models / "student-start"))
-        envs = [ToolEnv(config.suite, **config.suite_options) for _ in range(512)]
-        teacher_episodes = collect_episodes(
-            teacher, envs, list(range(500_000, 500_512)), run_id="demo-warmup", sampling=SamplingConfig(max_new_tokens=32),
-            generator=torch.Generator().manual_seed(config.seed),
-        )  # fmt: skip
+        teacher_episodes = _teacher_episodes(teacher, config, lender, range(500_000, 500_512))
         sft(student, teacher_episodes, steps=config.warmup_steps, learning_rate=3e-3, seed=config.seed,
-            stop=_reached(student, config, config.warmup_target, every=50, name="student warm-up", report=report))  # fmt: skip
+            stop=_reached(student, config, config.warmup_target, lender, every=50, name="student warm-up", report=report))  # fmt: skip
         student.model.save_pretrained(models / "student-start")
 
 
-def _reached(policy: CausalLMPolicy, config: DemoConfig, target: float, *, every: int, name: str, report: Report) -> Callable[[int], bool]:
+def _teacher_episodes(teacher: CausalLMPolicy, config: DemoConfig, lender: SandboxLender, seeds: range) -> list[Episode]:
+    """The teacher's sampled episodes on ``seeds``, in rounds of as many as ``lender`` lends at once (one round on the local backend)."""
+    episodes: list[Episode] = []
+    for chunk in rounds(lender, len(seeds)):
+        with borrowed(lender, len(chunk)) as boxes:
+            envs = [ToolEnv(config.suite, sandbox=box, limits=lender.limits, **config.suite_options) for box in boxes]
+            episodes += collect_episodes(
+                teacher, envs, [seeds[i] for i in chunk], run_id="demo-warmup", sampling=SamplingConfig(max_new_tokens=32),
+                generator=torch.Generator().manual_seed(config.seed + chunk.start),
+            )  # fmt: skip
+            for env in envs:
+                env.close()
+    return episodes
+
+
+def _reached(
+    policy: CausalLMPolicy, config: DemoConfig, target: float, lender: SandboxLender, *, every: int, name: str, report: Report
+) -> Callable[[int], bool]:
     """A stop rule for ``sft``: evaluate every ``every`` steps on 50 held-out tasks; stop at ``target`` success."""
 
     def stop(step: int) -> bool:
         if step % every:
             return False
-        result, _ = evaluate(policy, config.suite, suite_options=config.suite_options, episodes=50, seed_offset=EVAL_SEED_OFFSET // 2)
+        result, _ = evaluate(
+            policy, config.suite, suite_options=config.suite_options, episodes=50, seed_offset=EVAL_SEED_OFFSET // 2, sandboxes=lender
+        )
         report(f"  {name} after {step} SFT steps: {result.describe()}")
         return result.success_rate >= target
 

@@ -181,3 +181,22 @@ def test_two_torchrun_processes_take_disjoint_shares_of_the_compose_sandboxes(mo
     assert len(episodes) == 4 and all(len(names) == 1 for names in containers.values()), containers
     assert containers[0].isdisjoint(containers[1]) and all(n.startswith("opd-sandboxes-python-") for n in containers[0] | containers[1])
     assert owned_containers(docker_client) == []
+
+
+def test_the_demo_recipe_builds_and_compares_on_a_sandboxed_suite(tmp_path: Path, docker_client) -> None:
+    """`opd bootstrap logs` and `benchmarks/opd_vs_sft.py --suite logs`: demonstrations, evaluations and both arms in Docker."""
+    from opd.distill.demo import DemoConfig, run_demo
+
+    config = DemoConfig(
+        workdir=str(tmp_path / "demo"), store=str(tmp_path / "opd.db"), suite="logs", suite_options=EASY, demonstrations=4,
+        teacher_steps=1, teacher_target=0.0, warmup_steps=0, budget_tokens=1, episodes_per_update=2, eval_episodes=2,
+        eval_every=0, sandbox=SandboxConfig(size=1, timeout_s=5),
+    )  # fmt: skip
+    result = run_demo(config, report=lambda _: None)
+    assert result.teacher.episodes == result.student_start.episodes == 2
+    assert all(result.arms[arm].labelled_tokens > 0 and result.arms[arm].final_eval.episodes == 2 for arm in ("sft", "opd"))
+    with TrajectoryStore(tmp_path / "opd.db", create=False) as store:
+        episodes = [e for batch in store.iter_episodes() for e in batch]
+    assert {e.suite for e in episodes} == {"logs"} and len(episodes) >= 4
+    assert all(e.sandbox["backend"] == "DockerSandbox" and e.sandbox["container"].startswith("opd-sandboxes-") for e in episodes)
+    assert owned_containers(docker_client, os.getpid()) == []  # attached to the session's compose sandboxes, nothing started

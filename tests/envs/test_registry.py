@@ -87,3 +87,12 @@ def test_a_task_may_offer_a_subset_of_the_suites_tools(tmp_path) -> None:
     path.write_text(json.dumps({"id": "t", "prompt": "p", "tools": ["sqrt"]}) + "\n")
     with pytest.raises(ConfigError, match=r"names tools \['sqrt'\] that suite 'broken' does not have"):
         ToolEnv(ToolSuite("broken", base.tools, JsonlTasks(path), lambda t, a, c: Verdict(1.0, True))).reset(seed=0)
+
+
+def test_logs_incidents_sizes_the_id_space_and_rejects_what_no_id_fits() -> None:
+    tasks = make_suite("logs", incidents=3).tasks
+    drawn = {tasks.sample(np.random.default_rng(seed)).data["incident"] for seed in range(40)}
+    assert drawn == {"INC-1000", "INC-1001", "INC-1002"}
+    for bad in (0, 9001):
+        with pytest.raises(ConfigError, match="incidents must be between 1 and 9000"):
+            make_suite("logs", incidents=bad)

@@ -71,12 +71,13 @@ def _checked(path: str) -> str:
 
 
 class FilesTasks:
-    def __init__(self, difficulty: Difficulty) -> None:
+    def __init__(self, difficulty: Difficulty, incidents: int = 9000) -> None:
         self.difficulty = difficulty
+        self.incidents = incidents  # incident ids are INC-1000 .. INC-(999 + incidents)
 
     def sample(self, rng: np.random.Generator) -> Task:
         services = [str(s) for s in rng.choice(_SERVICES, size=int(rng.integers(4, 8)), replace=False)]
-        incident = f"INC-{int(rng.integers(1000, 10000))}"
+        incident = f"INC-{1000 + int(rng.integers(self.incidents))}"  # the same draws as integers(1000, 10000) at 9000
         target = services[int(rng.integers(len(services)))]
         files, errors = {}, 0
         for service in services:

@@ -95,9 +95,9 @@ def archive(path: str, ctx: ToolContext) -> str:
 class LogsTasks:
     """The ``files`` suite's log trees, with prompts for these tools."""
 
-    def __init__(self, difficulty: Difficulty) -> None:
+    def __init__(self, difficulty: Difficulty, incidents: int) -> None:
         self.difficulty = difficulty
-        self._trees = FilesTasks(difficulty)
+        self._trees = FilesTasks(difficulty, incidents)
 
     def sample(self, rng: np.random.Generator) -> Task:
         task = self._trees.sample(rng)
@@ -153,14 +153,21 @@ class LogsExpert:
 
 
 @register_suite("logs")
-def logs_suite(difficulty: Difficulty = "medium") -> ToolSuite:
-    """Find, count and archive logs with four narrow tools that run in a Docker sandbox; 2-4 dependent turns."""
+def logs_suite(difficulty: Difficulty = "medium", incidents: int = 9000) -> ToolSuite:
+    """Find, count and archive logs with four narrow tools that run in a Docker sandbox; 2-4 dependent turns.
+
+    ``incidents``: how many distinct incident ids tasks draw from (INC-1000 onwards). A word-level
+    model has one token per id, so fewer ids mean a smaller vocabulary (``opd bootstrap logs -o
+    incidents=100 --numbers=-1099:99``); the model must still copy the id from the prompt.
+    """
     if difficulty not in ("easy", "medium", "hard"):
         raise ConfigError(f"difficulty must be one of ['easy', 'medium', 'hard'], got {difficulty!r}.")
+    if not 1 <= incidents <= 9000:
+        raise ConfigError(f"incidents must be between 1 and 9000 (ids INC-1000 to INC-9999), got {incidents!r}.")
     return ToolSuite(
         name="logs",
         tools=(search, list_dir, count_lines, archive),
-        tasks=LogsTasks(difficulty),
+        tasks=LogsTasks(difficulty, incidents),
         verify=verify,
         setup=write_log_tree,
         expert=LogsExpert(),
