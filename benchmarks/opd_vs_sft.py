@@ -32,6 +32,7 @@ containers (``attach: false``): a benchmark must not borrow a test session's
 from __future__ import annotations
 
 import argparse
+import hashlib
 import pickle
 import statistics
 import time
@@ -102,8 +103,9 @@ def recipe(args: argparse.Namespace) -> dict[str, Any]:
         settings["numbers"] = (int(low), int(high))
     if args.demonstrations:
         settings["demonstrations"] = args.demonstrations
-    if args.eval_episodes:
-        settings["eval_episodes"] = args.eval_episodes
+    for key in ("eval_episodes", "eval_every", "budget_tokens"):
+        if getattr(args, key):
+            settings[key] = getattr(args, key)
     return settings
 
 
@@ -111,7 +113,8 @@ def run_seed(args: argparse.Namespace, seed: int, console: Console) -> DemoResul
     """One seed's two arms, or its saved result with ``--resume`` (saved once both arms finished)."""
     settings = {**recipe(args), "train_seed": seed, "sft_budget_multiple": args.sft_multiple}
     config = DemoConfig.quick(**settings) if args.quick else DemoConfig(**settings)
-    saved = Path(args.workdir) / f"result-{args.suite}-seed{seed}{'-quick' if args.quick else ''}.pickle"
+    digest = hashlib.sha256(repr((sorted(settings.items()), args.quick)).encode()).hexdigest()[:8]  # these settings' result only
+    saved = Path(args.workdir) / "results" / f"{args.suite}-seed{seed}-{digest}.pickle"
     if args.resume and saved.is_file():
         console.print(f"seed {seed}: the result saved in {saved}")
         return pickle.loads(saved.read_bytes())  # our own file, written below
@@ -130,6 +133,8 @@ def main() -> None:
     parser.add_argument("--sft-multiple", type=float, default=1.0, help="SFT's budget as a multiple of OPD's (10: to SFT's plateau)")
     parser.add_argument("--deterministic", action="store_true", help="calculator's deterministic expert (one right action per state)")
     parser.add_argument("--eval-episodes", type=int, default=None, help="held-out tasks per evaluation (default: the recipe's)")
+    parser.add_argument("--eval-every", type=int, default=None, help="updates between evaluations (default: the recipe's)")
+    parser.add_argument("--budget-tokens", type=int, default=None, help="OPD's teacher-labelled tokens per seed (default: the recipe's)")
     parser.add_argument("--suite", default="calculator", help="any registered suite with a scripted expert")
     parser.add_argument("-o", "--option", action="append", default=[], help="suite option KEY=VALUE (repeatable), as in opd train")
     parser.add_argument("--numbers", help="integers that are one token each, LOW:HIGH (default 0:max_value or 0:99)")
