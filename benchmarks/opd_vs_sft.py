@@ -25,8 +25,8 @@ containers (``attach: false``): a benchmark must not borrow a test session's
 ``docker compose`` sandboxes. Each finished seed is saved under ``--workdir``;
 ``--resume`` reuses it, so a long run can be split over several invocations.
 
-    flock /tmp/opd-docker-tests.lock .venv/bin/python benchmarks/opd_vs_sft.py --suite logs -o difficulty=medium \
-        --numbers=-9999:99 --seeds 0 1 2
+    flock /tmp/opd-docker-tests.lock env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/opd_vs_sft.py --suite logs \
+        -o difficulty=easy -o incidents=100 --numbers=-1099:99 --budget-tokens 60000 --eval-every 10 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -100,10 +100,12 @@ def recipe(args: argparse.Namespace) -> dict[str, Any]:
     settings["sandbox"] = SandboxConfig(attach=False, size=args.sandbox_size)
     if args.numbers:
         low, _, high = args.numbers.partition(":")
+        if not (low.lstrip("-").isdigit() and high.lstrip("-").isdigit() and int(low) <= int(high)):
+            raise SystemExit(f"--numbers is LOW:HIGH with LOW <= HIGH, e.g. --numbers=-1099:99; got {args.numbers!r}.")
         settings["numbers"] = (int(low), int(high))
     if args.demonstrations:
         settings["demonstrations"] = args.demonstrations
-    for key in ("eval_episodes", "eval_every", "budget_tokens"):
+    for key in ("eval_episodes", "eval_every", "budget_tokens", "opd_learning_rate"):
         if getattr(args, key):
             settings[key] = getattr(args, key)
     return settings
@@ -135,6 +137,7 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=None, help="held-out tasks per evaluation (default: the recipe's)")
     parser.add_argument("--eval-every", type=int, default=None, help="updates between evaluations (default: the recipe's)")
     parser.add_argument("--budget-tokens", type=int, default=None, help="OPD's teacher-labelled tokens per seed (default: the recipe's)")
+    parser.add_argument("--opd-learning-rate", type=float, default=None, help="the OPD arm's learning rate (default: the recipe's 1e-3)")
     parser.add_argument("--suite", default="calculator", help="any registered suite with a scripted expert")
     parser.add_argument("-o", "--option", action="append", default=[], help="suite option KEY=VALUE (repeatable), as in opd train")
     parser.add_argument("--numbers", help="integers that are one token each, LOW:HIGH (default 0:max_value or 0:99)")

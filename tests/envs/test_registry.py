@@ -93,6 +93,6 @@ def test_logs_incidents_sizes_the_id_space_and_rejects_what_no_id_fits() -> None
     tasks = make_suite("logs", incidents=3).tasks
     drawn = {tasks.sample(np.random.default_rng(seed)).data["incident"] for seed in range(40)}
     assert drawn == {"INC-1000", "INC-1001", "INC-1002"}
-    for bad in (0, 9001):
+    for bad in (0, 9001, "100"):
         with pytest.raises(ConfigError, match="incidents must be between 1 and 9000"):
             make_suite("logs", incidents=bad)

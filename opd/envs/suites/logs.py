@@ -162,7 +162,7 @@ def logs_suite(difficulty: Difficulty = "medium", incidents: int = 9000) -> Tool
     """
     if difficulty not in ("easy", "medium", "hard"):
         raise ConfigError(f"difficulty must be one of ['easy', 'medium', 'hard'], got {difficulty!r}.")
-    if not 1 <= incidents <= 9000:
+    if not isinstance(incidents, int) or not 1 <= incidents <= 9000:
         raise ConfigError(f"incidents must be between 1 and 9000 (ids INC-1000 to INC-9999), got {incidents!r}.")
     return ToolSuite(
         name="logs",
