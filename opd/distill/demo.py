@@ -2,7 +2,9 @@
 
 Everything is built here, from nothing but a suite with a scripted expert
 (the built-in ``calculator`` by default; ``opd bootstrap SUITE`` runs steps 1-3's
-model building for any registered suite):
+model building for any registered suite; on one whose tools need a sandbox,
+every episode borrows one from a pool opened from ``DemoConfig.sandbox``, as
+``opd train`` does):
 
 1. a word-level tokenizer fitted to the suite's texts;
 2. a teacher (2 layers, d=128) trained by SFT on the scripted expert's
