@@ -135,6 +135,7 @@ def main() -> None:
                     total, decode, seconds = single_turn(policy, batch, args.prompt, args.new, vocab)
                     shares = [f"{total:,.0f}", f"{total / bound:.0%}", f"{decode:,.0f}", f"{decode / bound:.0%}"]
                     table.add_row(name, str(batch), *shares, f"{seconds:.1f}")
+                    console.print(f"{name}, batch {batch}: {total:,.0f} tok/s in {seconds:.1f} s", highlight=False)  # progress
             console.print(table)
             turns = Table(title="multi-turn: 4 turns of 32 tokens, batch 16, 16 observation tokens between turns")
             for column in ("engine", "seconds"):
