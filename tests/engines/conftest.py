@@ -2,8 +2,8 @@
 
 vLLM lives in its own virtualenv (OPD_VLLM_PYTHON, else .venv-vllm; built by scripts/ensure-vllm.sh, which `make test` runs), as users
 deploy it. Its models are tiny Llamas with head dimension 64, the smallest vLLM's CPU attention takes: a teacher trained
-here by SFT and a half-trained student start that a few OPD updates improve (tests/tiny_models.py). Building them takes
-a few minutes, so they are cached under ~/.cache/opd/engine-models (OPD_ENGINE_MODELS_DIR), keyed by their recipe's code.
+here by SFT and a student start that a few OPD updates measurably improve (tests/tiny_models.py). Building them takes
+about 2 minutes, so they are cached under ~/.cache/opd/engine-models (OPD_ENGINE_MODELS_DIR), keyed by their recipe's code.
 """
 
 from __future__ import annotations
