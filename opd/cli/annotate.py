@@ -12,7 +12,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from opd.cli.episodes import StoreOption, open_store
 from opd.cli.render import console, describe_usage, fail
 from opd.errors import OpdError
-from opd.trajectories import EpisodeFilter
 
 TEACHER_HELP = (
     "The teacher: a local model directory or hub name (white-box, top-k log-probs), critic:MODEL for a litellm model "
@@ -39,6 +38,7 @@ def annotate_command(
 ) -> None:
     """Add a teacher's annotations to stored episodes, beside the existing ones; resumes where it stopped."""
     from opd.agents.annotate import annotate_store
+    from opd.trajectories import EpisodeFilter
 
     where = EpisodeFilter(run_ids=tuple(run), suites=tuple(suite), success=success, created_after=since, created_before=until)
     with open_store(store) as trajectories:
