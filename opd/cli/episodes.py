@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,11 +39,22 @@ def build_filter(
     trajectories: TrajectoryStore, run: str | None, suite: str | None, success: bool | None, annotated: str | None
 ) -> EpisodeFilter:
     """The episodes asked for; ``run`` is an id, a unique id prefix or a run name (`opd runs list`)."""
-    from opd.trajectories import EpisodeFilter, find_run
+    from opd.trajectories import EpisodeFilter
 
+    run_id = run_ids(trajectories, [run])[0] if run else None
     try:
-        run_id = find_run(trajectories.runs(), run).id if run else None
         return EpisodeFilter(run_id=run_id, suite=suite, success=success, has_annotation=annotated)
+    except OpdError as exc:
+        fail(str(exc))
+
+
+def run_ids(trajectories: TrajectoryStore, keys: Sequence[str]) -> tuple[str, ...]:
+    """The id of each run named by ``keys`` (a name, an id or a unique id prefix); an unknown or ambiguous one fails."""
+    from opd.trajectories import find_run
+
+    runs = trajectories.runs()
+    try:
+        return tuple(find_run(runs, key).id for key in keys)
     except OpdError as exc:
         fail(str(exc))
 
