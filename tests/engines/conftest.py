@@ -1,7 +1,8 @@
 """Real inference servers on loopback, started once per session: opd's teacher server, vLLM (teacher and student).
 
-vLLM lives in its own virtualenv (OPD_VLLM_PYTHON, else .venv-vllm; built by scripts/ensure-vllm.sh, which `make test` runs), as users
-deploy it. Its models are tiny Llamas built here with head dimension 64, the smallest vLLM's CPU attention takes.
+vLLM lives in its own virtualenv (OPD_VLLM_PYTHON, else ~/.cache/opd/venv-vllm; built by
+scripts/ensure-vllm.sh, which `make test` runs), as users deploy it.
+Its models are tiny Llamas built here with head dimension 64, the smallest vLLM's CPU attention takes.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def engine_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
 @pytest.fixture(scope="session")
 def vllm_python() -> str:
     """The Python of the vLLM venv; without it the test fails in CI (make test builds it) and skips elsewhere."""
-    python = Path(os.environ.get("OPD_VLLM_PYTHON", REPO_ROOT / ".venv-vllm" / "bin" / "python"))
+    python = Path(os.environ.get("OPD_VLLM_PYTHON", Path.home() / ".cache/opd/venv-vllm/bin/python"))
     if not python.exists():
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the vLLM tests, but there is no {python}; `make test` builds it (scripts/ensure-vllm.sh).")
