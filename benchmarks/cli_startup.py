@@ -7,7 +7,8 @@ baseline rows import first what every `opd` command imported before: the
 trajectory store (SQLAlchemy, Alembic, the schema) and the suites, until
 2026-12-02; and torch and transformers as well, until 2026-12-01 (the suites
 imported transformers, which imported torch). "opd runs list" opens an empty
-SQLite store: a command that loads no model but needs the store.
+SQLite store: a command that loads no model but needs the store; its baseline
+imports Alembic first, as opening any store did until 2026-12-02.
 
     .venv/bin/python benchmarks/cli_startup.py
 """
@@ -30,7 +31,8 @@ def cli(*args: str) -> str:
     return f"from opd.cli.app import app\ntry:\n    app({list(args)!r})\nexcept SystemExit:\n    pass\n"
 
 
-STORE_AND_SUITES = "import opd.trajectories.store, opd.envs\n"
+ALEMBIC = "import alembic.command, alembic.config, alembic.runtime.migration, alembic.script\n"
+STORE_AND_SUITES = ALEMBIC + "import opd.trajectories.store, opd.envs\n"
 MODELS = "import torch, transformers.utils.chat_template_utils\n"
 
 
@@ -40,6 +42,7 @@ def cases(store: Path) -> dict[str, str]:
         "opd --help + store, suites (before 2026-12-02)": STORE_AND_SUITES + cli("--help"),
         "opd --help + store, suites, torch, transformers (before 2026-12-01)": MODELS + STORE_AND_SUITES + cli("--help"),
         "opd runs list (empty SQLite store)": cli("runs", "list", "--store", str(store)),
+        "opd runs list + alembic (before 2026-12-02)": ALEMBIC + cli("runs", "list", "--store", str(store)),
         "python -c pass (interpreter alone)": "pass",
     }
 
