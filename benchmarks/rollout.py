@@ -11,7 +11,7 @@ engine with a prefix cache re-reads nothing, while the HF loop re-reads the
 whole context every turn. Last, the time of a weight push of this model to
 the engine (write, reload in place, clear the prefix cache; the probe check excluded).
 
-The vLLM engine is a server started from .venv-vllm (scripts/ensure-vllm.sh)
+The vLLM engine is a server started from the venv `make test` builds (scripts/ensure-vllm.sh)
 with every core (VLLM_CPU_OMP_THREADS_BIND=0-N, VLLM_CPU_NUM_OF_RESERVED_CPU=0).
 
     .venv/bin/python benchmarks/rollout.py [--hidden 512 --layers 8 --prompt 256 --new 64 --batches 1,16,64]
@@ -36,6 +36,8 @@ from opd.agents.policy import CausalLMPolicy, SamplingConfig
 from opd.agents.tiny import build_word_tokenizer, expert_texts
 from opd.agents.vllm_policy import VLLMPolicy
 from opd.envs import ToolEnv
+
+VLLM_PYTHON = Path.home() / ".cache/opd/venv-vllm/bin/python"  # what `make test` builds (scripts/ensure-vllm.sh)
 
 
 def matmul_flops(size: int = 2048, repeats: int = 10) -> float:
@@ -107,7 +109,7 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=256)
     parser.add_argument("--new", type=int, default=64)
     parser.add_argument("--batches", default="1,16,64")
-    parser.add_argument("--vllm-python", default=str(Path(".venv-vllm/bin/python").absolute()))
+    parser.add_argument("--vllm-python", default=os.environ.get("OPD_VLLM_PYTHON", str(VLLM_PYTHON)), help="a Python with vLLM")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     console = Console()
@@ -133,6 +135,7 @@ def main() -> None:
                     total, decode, seconds = single_turn(policy, batch, args.prompt, args.new, vocab)
                     shares = [f"{total:,.0f}", f"{total / bound:.0%}", f"{decode:,.0f}", f"{decode / bound:.0%}"]
                     table.add_row(name, str(batch), *shares, f"{seconds:.1f}")
+                    console.print(f"{name}, batch {batch}: {total:,.0f} tok/s in {seconds:.1f} s", highlight=False)  # progress
             console.print(table)
             turns = Table(title="multi-turn: 4 turns of 32 tokens, batch 16, 16 observation tokens between turns")
             for column in ("engine", "seconds"):

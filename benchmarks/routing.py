@@ -2,7 +2,7 @@
 
 On the `opd demo` recipe (calculator, easy, terse; the models are built once and
 cached): the large teacher is the demo's (2 layers, d=128); the small one
-(1 layer, d=48) is trained here by SFT on the same scripted-expert
+(1 layer, d=48 unless --small-layers/--small-hidden say otherwise) is trained here by SFT on the same scripted-expert
 demonstrations. The small teacher's step uncertainty on the student start's own
 rollouts sets the threshold so that about ``--large-share`` of the steps go to
 the large teacher. From the demo's student start, three arms with the same
@@ -45,13 +45,14 @@ from opd.distill.train import train
 from opd.envs import ToolEnv
 
 
-def small_teacher(large: Path, workdir: Path, options: dict, steps: int, console: Console) -> Path:
-    """A 1-layer, d=48 teacher over the demo's tokenizer, SFT'd on expert demonstrations; cached."""
-    directory = workdir / "small-teacher"
+def small_teacher(large: Path, workdir: Path, options: dict, size: tuple[int, int], steps: int, console: Console) -> Path:
+    """A (layers, hidden) teacher over the demo's tokenizer, SFT'd on expert demonstrations; cached per size and steps."""
+    layers, hidden = size
+    directory = workdir / f"small-teacher-{layers}x{hidden}-{steps}"
     if (directory / "config.json").is_file():
         return directory
     tokenizer = CausalLMPolicy.from_pretrained(str(large)).tokenizer
-    build_tiny_model(tokenizer, directory, layers=1, hidden=48, heads=2, seed=7)
+    build_tiny_model(tokenizer, directory, layers=layers, hidden=hidden, heads=2, seed=7)
     policy = CausalLMPolicy.from_pretrained(str(directory))
     env = ToolEnv("calculator", **options)
     demonstrations = [expert_demonstration(policy.chat, env, seed, run_id="routing-demos") for seed in range(1000)]
@@ -111,6 +112,8 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=20)
     parser.add_argument("--large-share", type=float, default=0.3, help="share of steps the routed arm should send to the large teacher")
     parser.add_argument("--small-steps", type=int, default=300, help="SFT steps of the small teacher")
+    parser.add_argument("--small-layers", type=int, default=1, help="the small teacher's layers (the large one: 2)")
+    parser.add_argument("--small-hidden", type=int, default=48, help="the small teacher's width (the large one: 128)")
     parser.add_argument("--eval-episodes", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default="runs/bench-routing")
@@ -123,7 +126,7 @@ def main() -> None:
         large, small, student = smoke_models(Path(args.workdir), options)
     else:
         large, student = demo_models(demo, report=console.print)
-        small = small_teacher(large, Path(args.workdir), options, args.small_steps, console)
+        small = small_teacher(large, Path(args.workdir), options, (args.small_layers, args.small_hidden), args.small_steps, console)
     models = {"large": large, "small": small, "student": student}
     for name, path in models.items():
         result, _ = evaluate(CausalLMPolicy.from_pretrained(str(path)), "calculator", suite_options=options, episodes=args.eval_episodes)

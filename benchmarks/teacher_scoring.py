@@ -3,7 +3,7 @@
 One model (a Qwen2-architecture teacher, head dimension 64) scores the same
 sequences on each path: in this process (``LocalScorer``), through opd's own
 ``/score`` server (the real ``opd serve-teacher`` command) and through vLLM's
-OpenAI-compatible prompt log-probs (a server from .venv-vllm). Bytes on the
+OpenAI-compatible prompt log-probs (a server from the venv `make test` builds). Bytes on the
 wire are request plus response bodies, divided by the scored tokens.
 
     .venv/bin/python benchmarks/teacher_scoring.py [--hidden 512 --layers 8 --sequences 32 --length 256]
@@ -47,6 +47,9 @@ class WireCount:
         self.bytes += len(response.content)
 
 
+VLLM_PYTHON = Path.home() / ".cache/opd/venv-vllm/bin/python"  # what `make test` builds (scripts/ensure-vllm.sh)
+
+
 def measure(scorer: Scorer, requests: list[ScoreRequest]) -> tuple[float, float]:
     scorer.score(requests[:2])  # warm up
     started = time.perf_counter()
@@ -60,7 +63,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--sequences", type=int, default=32)
     parser.add_argument("--length", type=int, default=256)
-    parser.add_argument("--vllm-python", default=str(Path(".venv-vllm/bin/python").absolute()))
+    parser.add_argument("--vllm-python", default=os.environ.get("OPD_VLLM_PYTHON", str(VLLM_PYTHON)), help="a Python with vLLM")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     console = Console()

@@ -11,7 +11,7 @@ import pytest
 
 PACKAGE_ROOT = Path(__file__).parents[1] / "opd"
 
-# part -> the opd parts it may import (errors is importable from everywhere).
+# part -> the opd parts it may import (errors and terminal are importable from everywhere).
 ALLOWED: dict[str, set[str]] = {
     "envs": {"envs"},
     "trajectories": {"trajectories"},
@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "distill": {"distill", "agents", "envs", "trajectories"},
     "cli": {"cli", "envs", "trajectories", "agents", "distill"},
     "errors": set(),
+    "terminal": set(),
     "__init__": set(),
 }
 # Third-party packages a part must not import (the leaves stay light and free of model or container code).
@@ -79,7 +80,7 @@ def violations(root: Path) -> list[str]:
                 if imported.split(".")[0] in FORBIDDEN_THIRD_PARTY.get(source_part, set()):
                     found.append(f"{relative}: {source_part} must not import {imported}")
                 continue
-            if target in ("errors", "__init__") or target == source_part:  # the root package holds only errors and the version
+            if target in ("errors", "terminal", "__init__") or target == source_part:  # the root: errors, terminal text, the version
                 continue
             if target not in ALLOWED.get(source_part, set()):
                 found.append(f"{relative}: {source_part} -> {target} ({imported}) points the wrong way")
@@ -125,3 +126,19 @@ def test_importing_the_envs_loads_no_model_code() -> None:
     code = "import sys, opd.envs; print(sorted(m for m in ('torch', 'transformers', 'docker') if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_importing_the_trajectories_package_loads_no_database_code() -> None:
+    # The package imports its names when first used, so the CLI can show the default store without SQLAlchemy.
+    code = "import sys, opd.trajectories; print(sorted(m for m in ('sqlalchemy', 'alembic', 'numpy') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
+
+
+def test_every_public_trajectories_name_resolves() -> None:
+    import opd.trajectories
+
+    missing = [name for name in opd.trajectories.__all__ if not hasattr(opd.trajectories, name)]
+    assert missing == [] and set(opd.trajectories.__all__) <= set(dir(opd.trajectories))
+    with pytest.raises(AttributeError, match="has no attribute 'TrajectoryStor'"):
+        opd.trajectories.TrajectoryStor  # noqa: B018

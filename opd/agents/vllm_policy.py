@@ -51,6 +51,7 @@ import torch
 from safetensors.torch import save_file
 
 from opd.agents.policy import CausalLMPolicy, Generation, Generators, SamplingConfig
+from opd.agents.processes import die_with_parent
 from opd.errors import InferenceServerError, MissingPrerequisiteError
 
 if TYPE_CHECKING:
@@ -228,7 +229,9 @@ def start_vllm_server(
     if shutil.which(python) is None and not Path(python).exists():
         raise MissingPrerequisiteError(f"No Python at {python!r} to run vLLM; install vLLM (scripts/ensure-vllm.sh builds .venv-vllm).")
     log = tempfile.NamedTemporaryFile(prefix="opd-vllm-", suffix=".log", delete=False)  # noqa: SIM115 (kept for the error message)
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent
+    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, process, Path(log.name), timeout_s)

@@ -9,10 +9,9 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from opd.cli.episodes import StoreOption, open_store
+from opd.cli.episodes import StoreOption, open_store, run_ids
 from opd.cli.render import console, describe_usage, fail
 from opd.errors import OpdError
-from opd.trajectories import EpisodeFilter
 
 TEACHER_HELP = (
     "The teacher: a local model directory or hub name (white-box, top-k log-probs), critic:MODEL for a litellm model "
@@ -23,7 +22,7 @@ TEACHER_HELP = (
 def annotate_command(
     teacher: str = typer.Option(..., "--teacher", "-t", help=TEACHER_HELP),
     store: str = StoreOption,
-    run: list[str] = typer.Option([], "--run", help="Only episodes of this run id (repeatable)."),
+    run: list[str] = typer.Option([], "--run", help="Only episodes of this run: its name, id or a unique id prefix (repeatable)."),
     suite: list[str] = typer.Option([], "--suite", help="Only episodes of this suite (repeatable)."),
     success: bool = typer.Option(None, "--success/--failure", help="Only successful (or unsuccessful) episodes."),
     since: datetime = typer.Option(None, help="Only episodes written at or after this time, in UTC: 2026-11-01 or 2026-11-01T12:00:00."),
@@ -39,9 +38,11 @@ def annotate_command(
 ) -> None:
     """Add a teacher's annotations to stored episodes, beside the existing ones; resumes where it stopped."""
     from opd.agents.annotate import annotate_store
+    from opd.trajectories import EpisodeFilter
 
-    where = EpisodeFilter(run_ids=tuple(run), suites=tuple(suite), success=success, created_after=since, created_before=until)
     with open_store(store) as trajectories:
+        runs = run_ids(trajectories, run)
+        where = EpisodeFilter(run_ids=runs, suites=tuple(suite), success=success, created_after=since, created_before=until)
         try:
             scorer = load_teacher(teacher, k=k, device=device, student=student, api_base=api_base, api_key_env=api_key_env, cache=cache)
         except (OpdError, OSError) as exc:

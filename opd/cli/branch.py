@@ -15,7 +15,6 @@ from opd import __version__
 from opd.cli.episodes import StoreOption, get_episode, open_store
 from opd.cli.render import console, fail
 from opd.errors import OpdError
-from opd.trajectories import Run
 
 
 def branch_command(
@@ -36,6 +35,7 @@ def branch_command(
     """Play N continuations of a stored episode from before step K, and store them linked to it."""
     from opd.agents.branch import branch_episode
     from opd.agents.policy import CausalLMPolicy, SamplingConfig
+    from opd.trajectories import Run
 
     with open_store(store) as trajectories:
         episode = get_episode(trajectories, episode_id)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich import box
@@ -13,21 +15,10 @@ from rich.table import Table
 
 from opd.cli.render import console, describe_usage, escape, fail
 from opd.errors import OpdError
-from opd.trajectories import (
-    ANNOTATION_KINDS,
-    DEFAULT_STORE,
-    Episode,
-    EpisodeFilter,
-    EpisodeSummary,
-    TrajectoryStore,
-    default_store_location,
-    find_run,
-    route_shares,
-    sum_usage,
-)
-from opd.trajectories.conversations import follow_up, follow_up_usage, turn_verdict
-from opd.trajectories.inspection import step_divergence
-from opd.trajectories.jsonl import read_jsonl, write_jsonl
+from opd.trajectories import ANNOTATION_KINDS, DEFAULT_STORE, default_store_location
+
+if TYPE_CHECKING:  # the store itself is imported by the commands that open it: `opd episodes --help` need not wait for SQLAlchemy
+    from opd.trajectories import Episode, EpisodeFilter, EpisodeSummary, TrajectoryStore
 
 app = typer.Typer(help="Inspect, export, import and replay stored episodes.", no_args_is_help=True)
 
@@ -36,6 +27,8 @@ StoreOption = typer.Option(None, "--store", "-s", help=STORE_HELP)
 
 
 def open_store(location: str | None, *, create: bool = False) -> TrajectoryStore:
+    from opd.trajectories import TrajectoryStore
+
     try:
         return TrajectoryStore(location or default_store_location(), create=create)
     except OpdError as exc:
@@ -46,9 +39,22 @@ def build_filter(
     trajectories: TrajectoryStore, run: str | None, suite: str | None, success: bool | None, annotated: str | None
 ) -> EpisodeFilter:
     """The episodes asked for; ``run`` is an id, a unique id prefix or a run name (`opd runs list`)."""
+    from opd.trajectories import EpisodeFilter
+
+    run_id = run_ids(trajectories, [run])[0] if run else None
     try:
-        run_id = find_run(trajectories.runs(), run).id if run else None
         return EpisodeFilter(run_id=run_id, suite=suite, success=success, has_annotation=annotated)
+    except OpdError as exc:
+        fail(str(exc))
+
+
+def run_ids(trajectories: TrajectoryStore, keys: Sequence[str]) -> tuple[str, ...]:
+    """The id of each run named by ``keys`` (a name, an id or a unique id prefix); an unknown or ambiguous one fails."""
+    from opd.trajectories import find_run
+
+    runs = trajectories.runs()
+    try:
+        return tuple(find_run(runs, key).id for key in keys)
     except OpdError as exc:
         fail(str(exc))
 
@@ -95,6 +101,9 @@ def list_episodes(
 @app.command("show")
 def show(episode_id: str, store: str = StoreOption) -> None:
     """Show one episode turn by turn: actions, tool calls, results, errors, rewards, teacher critiques and divergence."""
+    from opd.trajectories import EpisodeFilter, sum_usage
+    from opd.trajectories.conversations import follow_up, follow_up_usage, turn_verdict
+
     with open_store(store) as trajectories:
         episode = get_episode(trajectories, episode_id)
         branches = trajectories.list_episodes(EpisodeFilter(parent_id=episode.id), limit=1000)
@@ -160,6 +169,8 @@ def show(episode_id: str, store: str = StoreOption) -> None:
 
 def route_table(episode: Episode) -> Table:
     """Each routed teacher's share of the steps and what it read and cost, per router."""
+    from opd.trajectories import route_shares
+
     table = Table(title="teachers chosen per step (routing): share and cost (FLOPs = 2 x parameters x tokens read)", box=box.SIMPLE_HEAD)
     for column in ("router", "teacher", "steps", "share", "tokens read", "FLOPs"):
         table.add_column(column)
@@ -188,6 +199,8 @@ def branch_table(branches: list[EpisodeSummary]) -> Table:
 
 
 def divergence_table(episode: Episode) -> Table:
+    from opd.trajectories.inspection import step_divergence
+
     table = Table(title="student vs teacher per step (reverse-KL estimate on the sampled tokens, nats/token)")
     for column in ("step", "teacher", "tokens", "rKL est.", "teacher top-1 agrees", "outside top-k"):
         table.add_column(column)
@@ -220,6 +233,8 @@ def export(
     suite: str = typer.Option(None, help="Only this suite."),
 ) -> None:
     """Export episodes as JSON lines (one episode per line, lossless)."""
+    from opd.trajectories import write_jsonl
+
     with open_store(store) as trajectories:
         runs = {r.id: r for r in trajectories.runs()}
         pairs = (
@@ -240,6 +255,8 @@ def import_(
     store: str = StoreOption,
 ) -> None:
     """Import episodes from JSON lines; episodes already in the store are skipped."""
+    from opd.trajectories import read_jsonl
+
     imported = skipped = 0
     with open_store(store, create=True) as trajectories, source.open(encoding="utf-8") as lines:
         try:

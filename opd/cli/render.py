@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape as escape_markup
 
-from opd.envs.terminal import visible
+from opd.terminal import visible
 
 console = Console()
 

@@ -33,9 +33,12 @@ def list_runs(store: str = StoreOption) -> None:
             episodes[stats.run_id][0] += stats.episodes
             episodes[stats.run_id][1] += stats.successes
     evaluations = evaluations_by_run(runs)
-    table = Table(title=f"{len(runs)} runs (oldest first)", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title=f"{len(runs)} runs (oldest first)", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for column in ("id", "name", "kind", "created", "episodes", "rollout success", "held-out eval"):
-        table.add_column(column, no_wrap=column in ("id", "created"), justify="right" if column in ("episodes",) else "left")
+        # In 80 columns (a log file) only names and figures wrap, by word: an id, kind or heading cut to "train…" says nothing.
+        whole = column in ("id", "kind", "created", "episodes")
+        widest_word = max(len(word) for word in column.split())
+        table.add_column(column, no_wrap=whole, min_width=widest_word, justify="right" if column == "episodes" else "left")
     for run in runs:
         count, successes = episodes[run.id]
         kind = run.config.get("kind") or ("training" if "student" in run.config else "episodes")

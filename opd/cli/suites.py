@@ -35,9 +35,14 @@ def list_suites() -> None:
             gym_id(name),
             ", ".join(t.name for t in suite.tools),
             "required" if suite.requires_isolation else "-",
-            suite.description,
+            summary(suite.description),
         )
     console.print(table)
+
+
+def summary(description: str) -> str:
+    """A suite description's first paragraph on one line: a description taken from a docstring goes on for paragraphs."""
+    return " ".join(description.strip().split("\n\n")[0].split())
 
 
 @app.command("show")

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from sqlalchemy.engine import make_url
 
 from opd.cli.episodes import StoreOption
 from opd.cli.render import console, fail
 from opd.errors import OpdError
-from opd.trajectories import TrajectoryStore, default_store_location
+from opd.trajectories import default_store_location
 
 
 def view(
@@ -23,6 +22,10 @@ def view(
     ),
 ) -> None:
     """Show every run and episode of the store in the browser (read-only)."""
+    from sqlalchemy.engine import make_url
+
+    from opd.trajectories import TrajectoryStore
+
     location = store or default_store_location()
     if "://" not in location and not Path(location).exists():
         fail(f"No trajectory store at {location}. Pass --store PATH_OR_URL, or write one first (e.g. `opd demo`).")

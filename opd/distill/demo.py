@@ -31,6 +31,8 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -135,11 +137,34 @@ def demo_models(config: DemoConfig, *, report: Report = print) -> tuple[Path, Pa
         raise ConfigError(f"Suite {config.suite!r} has no scripted expert to teach the teacher; give its ToolSuite an expert=.")
     torch.manual_seed(config.seed)
     models = Path(config.workdir) / "models" / _recipe_hash(config)
-    if not (models / "teacher" / "config.json").is_file():
+    if not (models / _BUILT).is_file():
         report("building the tokenizer and training the teacher on scripted-expert demonstrations (cached afterwards)")
         with _lending(config) as lender:
-            _build_models(config, models, lender, report)
+            _publish(models, lambda building: _build_models(config, building, lender, report))
     return models / "teacher", models / "student-start"
+
+
+_BUILT = "built"  # written last: only a directory holding it is a finished build
+
+
+def _publish(models: Path, build: Callable[[Path], None]) -> None:
+    """Build into a private sibling directory and rename it into place when it is whole.
+
+    A build cut short (Ctrl-C, a crash) leaves an untrained teacher and a
+    random student start on disk; built in place, the next run would take them
+    for the cache and silently train from them.
+    """
+    building = models.with_name(f"{models.name}.building-{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    build(building)
+    (building / _BUILT).write_text("")
+    shutil.rmtree(models, ignore_errors=True)  # a build cut short before this marker existed
+    try:
+        building.rename(models)
+    except OSError:
+        if not (models / _BUILT).is_file():
+            raise
+        shutil.rmtree(building)  # another process finished the same recipe first; its models are the same
 
 
 def _arm_config(

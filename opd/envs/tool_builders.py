@@ -60,9 +60,7 @@ def tool_from_schema(
         arguments = {aliases[k]: v for k, v in kwargs.items() if v is not None or aliases[k] in required}
         return fn(**arguments, **({CONTEXT_ARGUMENT: context} if with_context else {}))
 
-    return Tool(
-        name=name, fn=call, context_param=CONTEXT_ARGUMENT if with_context else None, arguments_model=model, declared_schema=schema
-    )
+    return Tool(name=name, fn=call, context_param=CONTEXT_ARGUMENT if with_context else None, arguments_model=model, declared_schema=schema)
 
 
 def tools_from_object(obj: object, names: Sequence[str] | None = None) -> tuple[Tool, ...]:

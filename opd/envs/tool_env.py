@@ -29,11 +29,11 @@ from opd.envs.registry import make_suite
 from opd.envs.sandbox import ExecLimits, ExecResult, LocalSandbox, Sandbox, ToolStatus
 from opd.envs.spaces import UnicodeText
 from opd.envs.suite import Task, ToolSuite, Verdict
-from opd.envs.terminal import visible
 from opd.envs.tool_calls import FinalAnswer, HermesFormat, ParseError, ToolCall, ToolCallFormat, ToolCalls, decode_action
 from opd.envs.tool_runner import ToolRunner
 from opd.envs.tools import Tool, ToolContext
 from opd.errors import ConfigError, EpisodeStateError, IsolationRequiredError
+from opd.terminal import visible
 
 __all__ = ["ErrorKind", "StepTimings", "ToolEnv"]
 

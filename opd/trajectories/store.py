@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from opd.errors import ConfigError, NotInStoreError
-from opd.trajectories import convert
+from opd.trajectories import ANNOTATION_KINDS, convert
 from opd.trajectories.bulk import BulkInsert
 from opd.trajectories.database import open_engines
 from opd.trajectories.records import Annotations, Episode, Run, Step, critique_ledger
@@ -37,7 +37,7 @@ _ANNOTATION_TABLES = {
     "episode_scores": EpisodeScoreRow.__table__,
     "step_routes": StepRouteRow.__table__,
 }
-ANNOTATION_KINDS = tuple(_ANNOTATION_TABLES)
+assert tuple(_ANNOTATION_TABLES) == ANNOTATION_KINDS, "opd/trajectories/__init__.py names the annotation tables"
 _STEP_READERS = {  # the annotations that belong to a step
     "token_logprobs": convert.token_logprobs_from_row,
     "critiques": convert.critique_from_row,

@@ -109,12 +109,15 @@ def test_a_teacher_with_another_tokenizer_is_refused(store_path: Path, teachers)
 def test_the_command_shows_progress_and_cost_in_a_file_and_filters(store_path: Path, teachers) -> None:
     runner = CliRunner()
     args = ["annotate", "--store", str(store_path), "--teacher", str(teachers[0]), "--k", "4", "--batch-size", "2"]
-    result = runner.invoke(app, [*args, "--limit", "3", "--suite", "calculator"], env={"COLUMNS": "200"})
+    # --run takes the run's name as `opd runs list` shows it (it used to take only the full id, and a name matched nothing).
+    result = runner.invoke(app, [*args, "--limit", "3", "--suite", "calculator", "--run", "annotate"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "3/3 episodes annotated" in result.output and "tokens scored" in result.output and "done:" in result.output
     result = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert f"{EPISODES - 3}/{EPISODES - 3} episodes annotated" in result.output and "3 already done" in result.output
     assert "0/0 episodes" in runner.invoke(app, [*args, "--suite", "inventory"], env={"COLUMNS": "200"}).output
+    unknown = runner.invoke(app, [*args, "--run", "annotat"], env={"COLUMNS": "200"})
+    assert unknown.exit_code == 2 and "No run with the id, id prefix or name 'annotat'" in unknown.output
     refused = runner.invoke(app, ["annotate", "--store", str(store_path), "--teacher", str(teachers[1])], env={"COLUMNS": "200"})
     assert refused.exit_code == 2 and "vocabularies differ" in refused.output

@@ -22,6 +22,10 @@ def test_suites_play_runs_the_scripted_expert() -> None:
 def test_suites_list_and_show() -> None:
     listed = runner.invoke(app, ["suites", "list"])
     assert listed.exit_code == 0 and "opd/Calculator-v0" in listed.output and "find_product" in listed.output
+    wide = runner.invoke(app, ["suites", "list"], env={"COLUMNS": "400"})
+    calculator = next(line for line in wide.output.splitlines() if "opd/Calculator-v0" in line)
+    # The calculator's description is its factory's docstring: the table used to print all of it, options and indents too.
+    assert "2, 3, 4 dependent calls." in calculator and "prompt_style" not in wide.output
     shown = runner.invoke(app, ["suites", "show", "inventory", "--difficulty", "hard"])
     assert shown.exit_code == 0 and '"name": "get_stock"' in shown.output and "sample task" in shown.output
 

@@ -48,6 +48,15 @@ def test_runs_list_names_each_run_with_its_rollout_and_held_out_figures(store) -
     assert "rollout success" in result.output and "held-out eval" in result.output
 
 
+def test_runs_list_keeps_ids_kinds_and_dates_whole_in_80_columns(store) -> None:
+    path, sft, opd = store
+    # 80 columns is what a redirected `opd runs list > runs.txt` gets; the kind column used to read "train…".
+    result = runner.invoke(app, ["runs", "list", "--store", str(path)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if sft.id[:12] in line)
+    assert "training" in row and sft.created_at.strftime("%Y-%m-%d %H:%M") in row and "…" not in result.output
+
+
 @pytest.mark.parametrize("key", ["demo: opd", "full id", "8-character prefix"])
 def test_run_accepts_a_name_or_an_id_prefix(store, key: str) -> None:
     path, _, opd = store

@@ -1,9 +1,13 @@
 """`opd train` on a real 151,936-token vocabulary: a Qwen2.5-template student and teacher, a few updates, end to end.
 
 The models are the real-tokenizer fixtures (Qwen2.5's tokenizer and tool template,
-random weights), so this shows the path, not learning: rollouts through the real
-template, the chunked white-box teacher, the fused token loss, the store, and the
-episode's tokens shown as the real tokenizer's texts.
+random weights). The teacher is first taught by SFT on the scripted expert's
+demonstrations, as `opd demo` teaches its tiny teacher, for a bounded few steps
+(through full (B, T, V) logits, so a small batch): enough to see its loss fall,
+not to make it good. So this shows the path, not learning: expert demonstrations
+in the real template's tokens, rollouts through it, the chunked white-box teacher,
+the fused token loss, the store, and the episode's tokens shown as the real
+tokenizer's texts.
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from opd.agents.policy import SamplingConfig
+from opd.agents.policy import CausalLMPolicy, SamplingConfig
+from opd.agents.rollout import expert_demonstration
 from opd.cli.app import app
 from opd.distill.config import TrainConfig
+from opd.distill.sft import sft
 from opd.distill.train import train
+from opd.envs import ToolEnv
 from opd.trajectories import EpisodeFilter, TrajectoryStore
 from opd.trajectories.viewer.tokens import load_decoder
 
@@ -27,6 +34,13 @@ def test_opd_train_on_a_real_vocabulary_stores_episodes_with_real_token_texts(re
     student, teacher = tmp_path / "student", tmp_path / "teacher"
     shutil.copytree(real_models / "qwen2.5", student)
     shutil.copytree(real_models / "qwen2.5", teacher)
+    taught = CausalLMPolicy.from_pretrained(str(teacher))
+    env = ToolEnv("calculator", difficulty="easy")
+    demonstrations = [expert_demonstration(taught.chat, env, seed, run_id="teacher-sft") for seed in range(8)]
+    assert "<tool_call>" in taught.tokenizer.decode(demonstrations[0].token_ids)  # the expert's calls in Qwen2.5's format
+    losses = sft(taught, demonstrations, steps=5, batch_size=2, learning_rate=3e-3)
+    assert losses[-1] < losses[0] - 1.0, losses  # from ~ln(151,936) = 11.9 nats down
+    taught.model.save_pretrained(teacher)
     config = TrainConfig(
         student=str(student), teacher=str(teacher), suite="calculator", suite_options={"difficulty": "easy"},
         store=str(tmp_path / "store.db"), output_dir=str(tmp_path / "out"),

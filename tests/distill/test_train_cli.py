@@ -39,7 +39,8 @@ def opd(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
 def test_sigint_checkpoints_and_the_rerun_resumes_with_one_row_per_update(models, tmp_path: Path) -> None:
     config = write_config(models, tmp_path, updates=400)
     metrics = tmp_path / "out" / "metrics.jsonl"
-    process = subprocess.Popen([str(OPD), "train", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [str(OPD), "train", str(config), "eval_episodes=2"]  # an override, as `opd train CONFIG key=value` takes them
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
     while not (metrics.is_file() and metrics.read_text().count("\n") >= 2) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -48,7 +49,7 @@ def test_sigint_checkpoints_and_the_rerun_resumes_with_one_row_per_update(models
     assert process.returncode == 130, output
     stopped = int(output.split("SIGINT: stopped after update ")[1].split(";")[0])
     checkpoint = tmp_path / "out" / "checkpoints" / f"update-{stopped:07d}"
-    assert f"checkpoint {checkpoint}" in output and f"resume with: {OPD} train {config}" in output
+    assert f"checkpoint {checkpoint}" in output and f"resume with: {OPD} train {config} eval_episodes=2" in output
     assert (checkpoint / "config.json").is_file() and 2 <= stopped < 400
     # Without a terminal: one timestamped line per update, with an ETA.
     assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ update 1/400  loss .* eta \d+:\d\d:\d\d$", output, re.MULTILINE), output
@@ -72,10 +73,12 @@ def test_sigint_checkpoints_and_the_rerun_resumes_with_one_row_per_update(models
     typed = opd("eval", str(last), "--episodes", "1", "--json", "-o", "max_value=99", "--no-store")
     assert typed.returncode == 0 and json.loads(typed.stdout)["suite_options"]["max_value"] == 99, typed.stdout + typed.stderr
     with TrajectoryStore(tmp_path / "s.db", read_only=True) as store:
-        run = store.get_run(result["run_id"])
-        at_training = [r for r in store.runs() if r.config.get("model") == str(last) and r.id != result["run_id"]]
+        run, runs = store.get_run(result["run_id"]), store.runs()
+        at_training = [r for r in runs if r.config.get("model") == str(last) and r.id != result["run_id"]]
     assert run.name == "eval: opd" and run.config["kind"] == "evaluation" and run.config["episodes"] == 2
     assert [r.config["success_rate"] for r in at_training] == [result["success_rate"]]  # the figure training reported
+    (training,) = [r for r in runs if r.config.get("kind") != "evaluation"]
+    assert training.config["origin"] == {"config_file": str(config.resolve()), "overrides": ["eval_episodes=2"]}
 
 
 @pytest.mark.slow

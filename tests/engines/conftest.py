@@ -1,44 +1,62 @@
 """Real inference servers on loopback, started once per session: opd's teacher server, vLLM (teacher and student).
 
-vLLM lives in its own virtualenv (OPD_VLLM_PYTHON, else .venv-vllm; built by scripts/ensure-vllm.sh, which `make test` runs), as users
-deploy it. Its models are tiny Llamas built here with head dimension 64, the smallest vLLM's CPU attention takes.
+vLLM lives in its own virtualenv (OPD_VLLM_PYTHON, else ~/.cache/opd/venv-vllm; built by
+scripts/ensure-vllm.sh, which `make test` runs), as users deploy it.
+Its models are tiny Llamas with head dimension 64, the smallest vLLM's CPU attention takes: a teacher trained
+here by SFT and a student start that a few OPD updates measurably improve (tests/tiny_models.py). Building them takes
+about 2 minutes, so they are cached under ~/.cache/opd/engine-models (OPD_ENGINE_MODELS_DIR), keyed by their recipe's code.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tiny_models
+import torch
+import transformers
 from servers import MAX_K, wait_for
-from tiny_models import OPTIONS
 
+import opd.agents.tiny
+import opd.distill.sft
 from opd.agents.engines import StudentEngineConfig
 from opd.agents.policy import CausalLMPolicy
-from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
 from opd.agents.vllm_policy import VLLMPolicy, free_port, start_vllm_server, stop_process
-from opd.envs import ToolEnv
 
 REPO_ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="session")
-def engine_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A tiny student and teacher (1 layer, hidden 128, 2 heads of 64) sharing one word-level tokenizer."""
-    directory = tmp_path_factory.mktemp("engine-models")
-    tokenizer = build_word_tokenizer(expert_texts(ToolEnv("calculator", **OPTIONS), 50), directory / "student", numbers=range(-150, 1730))
-    build_tiny_model(tokenizer, directory / "student", layers=1, hidden=128, heads=2, seed=0)
-    build_tiny_model(tokenizer, directory / "teacher", layers=1, hidden=128, heads=2, seed=1)
+def engine_models() -> tuple[Path, Path]:
+    """(student start, teacher) of tests/tiny_models.py: one tokenizer, a student a few updates improve; built once, cached."""
+    recipe = hashlib.sha256()
+    for module in (tiny_models, opd.agents.tiny, opd.distill.sft):  # what builds them; versions change random initialisation
+        recipe.update(Path(module.__file__).read_bytes())
+    recipe.update(f"{torch.__version__} {transformers.__version__}".encode())
+    root = Path(os.environ.get("OPD_ENGINE_MODELS_DIR", Path.home() / ".cache" / "opd" / "engine-models"))
+    directory = root / recipe.hexdigest()[:16]
+    if not (directory / ".built").exists():
+        building = root / f"{directory.name}.building-{os.getpid()}"
+        shutil.rmtree(building, ignore_errors=True)
+        tiny_models.build_learnable_pair(building)
+        (building / ".built").touch()
+        try:
+            building.rename(directory)  # whole or not at all: an interrupted build leaves no half-built models behind
+        except OSError:  # another test session built them meanwhile: keep theirs, which its tests may be using
+            shutil.rmtree(building)
     return directory / "student", directory / "teacher"
 
 
 @pytest.fixture(scope="session")
 def vllm_python() -> str:
     """The Python of the vLLM venv; without it the test fails in CI (make test builds it) and skips elsewhere."""
-    python = Path(os.environ.get("OPD_VLLM_PYTHON", REPO_ROOT / ".venv-vllm" / "bin" / "python"))
+    python = Path(os.environ.get("OPD_VLLM_PYTHON", Path.home() / ".cache/opd/venv-vllm/bin/python"))
     if not python.exists():
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the vLLM tests, but there is no {python}; `make test` builds it (scripts/ensure-vllm.sh).")

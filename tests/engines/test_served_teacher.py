@@ -100,10 +100,11 @@ def test_the_sglang_adapter_reads_sglangs_documented_shape(local, requests_) -> 
     with ThreadedServer(sglang_standin(local)) as server:
         scorer = HTTPScorer([server.url], api="sglang")
         try:
+            # The stand-in scores each request alone, the reference all in one padded batch: float32 rounds them differently.
             for got, want in zip(scorer.score(requests_), local.score(requests_), strict=True):
-                assert_same(got, want, atol=1e-6)
+                assert_same(got, want, atol=1e-5)
                 if want.candidate_logprobs is not None:  # each position's candidates, picked from the union SGLang scored
-                    np.testing.assert_allclose(got.candidate_logprobs, want.candidate_logprobs, atol=1e-6)
+                    np.testing.assert_allclose(got.candidate_logprobs, want.candidate_logprobs, atol=1e-5)
         finally:
             scorer.close()
 

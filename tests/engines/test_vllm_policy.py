@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from tiny_models import OPTIONS
+from tiny_models import LEARNABLE_OPTIONS
 
 from opd.agents.policy import SamplingConfig
 from opd.agents.rollout import collect_episodes
@@ -25,7 +25,7 @@ def student_weights(vllm_student, student_policy) -> None:
 
 
 def play(engine, seeds: list[int]):
-    envs = [ToolEnv("calculator", max_turns=3, **OPTIONS) for _ in seeds]
+    envs = [ToolEnv("calculator", max_turns=3, **LEARNABLE_OPTIONS) for _ in seeds]
     generators = [torch.Generator().manual_seed(1000 + s) for s in seeds]
     try:
         return collect_episodes(engine, envs, seeds, run_id="r", sampling=SAMPLING, generator=generators)

@@ -6,6 +6,10 @@ through :func:`visible` first. Otherwise an ``ESC c`` in a log file clears the
 reader's screen, an OSC 8 sequence plants a hidden link, and an 8-bit C1
 control (U+0080-U+009F, e.g. U+009B, a one-character CSI) drives the terminal
 like its 7-bit ESC form.
+
+It sits beside ``errors.py``, outside the four parts, because the envs
+(``render()``) and the CLI both need it, and a CLI module that imported
+``opd.envs`` for it would load every suite before printing a table.
 """
 
 from __future__ import annotations

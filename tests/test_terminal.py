@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from opd.envs import ToolEnv
-from opd.envs.terminal import visible
+from opd.terminal import visible
 
 
 @pytest.mark.parametrize(
