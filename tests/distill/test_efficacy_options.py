@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import OPTIONS
+from train_configs import tiny_train_config
 
-from opd.agents.policy import SamplingConfig
 from opd.distill.batch import EpisodeBatch
 from opd.distill.config import TrainConfig
 from opd.distill.losses import LossConfig, compute_loss
@@ -101,11 +100,8 @@ def test_prefix_lengths_are_drawn_per_update_within_the_bounds() -> None:
 
 @pytest.mark.slow
 def test_a_run_with_a_teacher_prefix_and_step_weights(models, tmp_path: Path) -> None:
-    student, teacher = models
-    config = TrainConfig(
-        student=str(student), teacher=str(teacher), suite_options=OPTIONS, store=str(tmp_path / "store.db"),
-        output_dir=str(tmp_path / "out"), updates=3, episodes_per_update=4, eval_every=0, eval_episodes=4, checkpoint_every=0,
-        teacher_k=8, sampling=SamplingConfig(max_new_tokens=12), tensorboard=False, max_turns=3,
+    config = tiny_train_config(
+        models, tmp_path, updates=3, eval_episodes=4,
         teacher_prefix=TeacherPrefixConfig(max_steps=1, fraction=1.0), loss=LossConfig(step_weights=StepWeights(by="divergence")),
     )  # fmt: skip
     result = train(config)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import OPTIONS, parameters
+from tiny_models import parameters
+from train_configs import tiny_train_config
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from opd.agents.policy import SamplingConfig
 from opd.distill import train as train_module
 from opd.distill.config import TrainConfig, load_config
 from opd.distill.evaluate import EvalResult, wilson_interval
@@ -62,14 +62,7 @@ def test_rollback_restores_the_best_weights_and_optimizer(models, tmp_path: Path
 
 
 def config(models: tuple[Path, Path], tmp_path: Path, **overrides) -> TrainConfig:
-    student, teacher = models
-    settings = dict(
-        student=str(student), teacher=str(teacher), suite_options=OPTIONS,
-        store=str(tmp_path / "store.db"), output_dir=str(tmp_path / "out"),
-        updates=4, episodes_per_update=4, eval_every=1, eval_episodes=4, checkpoint_every=0, teacher_k=8,
-        sampling=SamplingConfig(max_new_tokens=12), tensorboard=False, max_turns=3, learning_rate=0.05,
-    )  # fmt: skip
-    return TrainConfig(**{**settings, **overrides})
+    return tiny_train_config(models, tmp_path, **{"updates": 4, "eval_every": 1, "eval_episodes": 4, "learning_rate": 0.05, **overrides})
 
 
 def metrics(tmp_path: Path) -> list[dict]:

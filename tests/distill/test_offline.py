@@ -11,31 +11,20 @@ import pytest
 import torch
 import yaml
 from tiny_models import OPTIONS, parameters
+from train_configs import tiny_train_config
 from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
 from opd.agents.chat_tokens import ChatTokens
-from opd.agents.policy import SamplingConfig
 from opd.agents.rollout import expert_demonstration
 from opd.cli.app import app
-from opd.distill.config import TrainConfig, config_to_dict, load_config
+from opd.distill.config import config_to_dict, load_config
 from opd.distill.importance import importance_weights
 from opd.distill.offline import ReplayConfig
 from opd.distill.train import train
 from opd.envs import ToolEnv
 from opd.errors import ConfigError
 from opd.trajectories import EpisodeFilter, Run, TrajectoryStore
-
-
-def config(models: tuple[Path, Path], directory: Path, **overrides) -> TrainConfig:
-    student, teacher = models
-    settings = dict(
-        student=str(student), teacher=str(teacher), suite_options=OPTIONS,
-        store=str(directory / "store.db"), output_dir=str(directory / "out"),
-        updates=1, episodes_per_update=4, eval_every=0, eval_episodes=2, checkpoint_every=0, teacher_k=8,
-        sampling=SamplingConfig(max_new_tokens=12), tensorboard=False, max_turns=3,
-    )  # fmt: skip
-    return TrainConfig(**{**settings, **overrides})
 
 
 def metrics(directory: Path) -> list[dict]:
@@ -74,12 +63,12 @@ def test_the_replay_section_loads_from_a_file_and_checks_its_values(tmp_path: Pa
 @pytest.mark.slow
 def test_offline_on_a_runs_own_episodes_takes_the_on_policy_step(models, tmp_path: Path) -> None:
     """Ratio 1, staleness 0: the same episodes, annotations and weights (all 1) give the update the loop took on-policy."""
-    online = train(config(models, tmp_path / "online"))
+    online = train(tiny_train_config(models, tmp_path / "online"))
     source = str(tmp_path / "online" / "store.db")
     replay = ReplayConfig(store=source, runs=(online.run_id,), ratio=1.0, importance="none")
-    unweighted_run = train(config(models, tmp_path / "none", replay=replay))
+    unweighted_run = train(tiny_train_config(models, tmp_path / "none", replay=replay))
     # The weighted arm through `opd train` and a YAML file, as a user runs it.
-    settings = config_to_dict(config(models, tmp_path / "token"))
+    settings = config_to_dict(tiny_train_config(models, tmp_path / "token"))
     settings["replay"] = {"store": source, "runs": [online.run_id], "ratio": 1.0}  # importance: token is the default
     (tmp_path / "offline.yaml").write_text(yaml.safe_dump(settings))
     command = CliRunner().invoke(app, ["train", str(tmp_path / "offline.yaml")], env={"COLUMNS": "200"})
@@ -91,7 +80,7 @@ def test_offline_on_a_runs_own_episodes_takes_the_on_policy_step(models, tmp_pat
     assert all(torch.equal(stepped[k], unweighted[k]) for k in stepped)  # the very same batch, bit for bit
     # Weights are 1 up to rounding (~1e-7). Adam's first step is about lr * sign(gradient), so an element whose
     # gradient is near Adam's eps moves that rounding visibly: every element's step must agree within 1% of lr.
-    lr = config(models, tmp_path).learning_rate
+    lr = tiny_train_config(models, tmp_path).learning_rate
     assert all(torch.allclose(stepped[k] - before[k], weighted[k] - before[k], rtol=0, atol=0.01 * lr) for k in stepped)
     line, on_policy = metrics(tmp_path / "token")[0], metrics(tmp_path / "online")[0]
     assert line["replay/episodes"] == 4 and "rollout/success" not in line
@@ -110,7 +99,7 @@ def test_mixed_replay_scores_unannotated_stored_episodes_once_and_plays_the_rest
         run = store.add_run(Run(name="demos"))
         env = ToolEnv("calculator", **OPTIONS)
         store.write_episodes([expert_demonstration(chat, env, seed, run_id=run.id, suite_options=OPTIONS) for seed in range(3)])
-    settings = config(models, tmp_path / "mixed", updates=2, replay=ReplayConfig(store=str(source), ratio=0.5))
+    settings = tiny_train_config(models, tmp_path / "mixed", updates=2, replay=ReplayConfig(store=str(source), ratio=0.5))
     result = train(settings)
     lines = metrics(tmp_path / "mixed")
     assert [line["replay/episodes"] for line in lines] == [2, 2] and all("rollout/success" in line for line in lines)
@@ -133,7 +122,7 @@ def test_restarts_play_on_from_stored_states_late_first(models, tmp_path: Path) 
         store.write_episodes(demos)
     assert {len(d.steps) for d in demos} == {3}
     replay = ReplayConfig(store=str(source), ratio=1.0, mode="restart", curriculum_updates=2)
-    settings = config(models, tmp_path / "restart", updates=3, episodes_per_update=2, replay=replay)
+    settings = tiny_train_config(models, tmp_path / "restart", updates=3, episodes_per_update=2, replay=replay)
     result = train(settings)
     lines = metrics(tmp_path / "restart")
     assert [line["restart/depth"] for line in lines] == [2, 1, 0] and all(line["restart/episodes"] == 2 for line in lines)

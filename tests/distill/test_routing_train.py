@@ -6,13 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from tiny_models import OPTIONS
+from train_configs import tiny_train_config
 from transformers import AutoTokenizer
 
-from opd.agents.policy import SamplingConfig
 from opd.agents.routing import RouteRule, RoutingConfig
 from opd.agents.tiny import build_tiny_model
-from opd.distill.config import TrainConfig
 from opd.distill.train import train
 from opd.trajectories import EpisodeFilter, TrajectoryStore
 
@@ -23,12 +21,7 @@ def test_a_routed_run_trains_on_the_routed_annotations_and_reports_each_teachers
     large = tmp_path / "large"
     build_tiny_model(AutoTokenizer.from_pretrained(teacher), large, layers=2, hidden=48, heads=2, seed=9)
     routing = RoutingConfig(teachers={"large": str(large)}, rules=(RouteRule(teacher="large", steps=(0, 0)),))
-    settings = TrainConfig(
-        student=str(student), teacher=str(teacher), routing=routing, suite_options=OPTIONS,
-        store=str(tmp_path / "store.db"), output_dir=str(tmp_path / "out"), updates=2, episodes_per_update=3,
-        eval_every=0, eval_episodes=2, checkpoint_every=0, teacher_k=8, sampling=SamplingConfig(max_new_tokens=12),
-        tensorboard=False, max_turns=3,
-    )  # fmt: skip
+    settings = tiny_train_config(models, tmp_path, routing=routing, updates=2, episodes_per_update=3)
     result = train(settings)
     lines = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     with TrajectoryStore(settings.store) as store:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import OPTIONS, parameters
+from tiny_models import parameters
+from train_configs import tiny_train_config
 
 from opd.agents.critic import CriticConfig
-from opd.agents.policy import SamplingConfig
 from opd.agents.self_teacher import SelfTeacherConfig
 from opd.distill import train as train_module
 from opd.distill.config import TrainConfig, load_config
@@ -23,14 +23,7 @@ from opd.trajectories import EpisodeFilter, TrajectoryStore
 
 
 def config(models: tuple[Path, Path], tmp_path: Path, **overrides) -> TrainConfig:
-    student, teacher = models
-    settings = dict(
-        student=str(student), teacher=str(teacher), suite_options=OPTIONS,
-        store=str(tmp_path / "store.db"), output_dir=str(tmp_path / "out"),
-        updates=4, episodes_per_update=4, eval_every=2, eval_episodes=4, checkpoint_every=2, teacher_k=8,
-        sampling=SamplingConfig(max_new_tokens=12), tensorboard=False, max_turns=3,
-    )  # fmt: skip
-    return TrainConfig(**{**settings, **overrides})
+    return tiny_train_config(models, tmp_path, **{"updates": 4, "eval_every": 2, "eval_episodes": 4, "checkpoint_every": 2, **overrides})
 
 
 @pytest.mark.slow
