@@ -31,8 +31,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,6 +41,7 @@ import torch
 from opd.agents.policy import CausalLMPolicy, SamplingConfig
 from opd.agents.rollout import collect_episodes, expert_demonstration
 from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
+from opd.distill.build_cache import is_built, publish_build
 from opd.distill.config import TrainConfig
 from opd.distill.evaluate import EVAL_SEED_OFFSET, EvalResult, evaluate
 from opd.distill.losses import LossConfig
@@ -137,34 +136,11 @@ def demo_models(config: DemoConfig, *, report: Report = print) -> tuple[Path, Pa
         raise ConfigError(f"Suite {config.suite!r} has no scripted expert to teach the teacher; give its ToolSuite an expert=.")
     torch.manual_seed(config.seed)
     models = Path(config.workdir) / "models" / _recipe_hash(config)
-    if not (models / _BUILT).is_file():
+    if not is_built(models):
         report("building the tokenizer and training the teacher on scripted-expert demonstrations (cached afterwards)")
         with _lending(config) as lender:
-            _publish(models, lambda building: _build_models(config, building, lender, report))
+            publish_build(models, lambda building: _build_models(config, building, lender, report))
     return models / "teacher", models / "student-start"
-
-
-_BUILT = "built"  # written last: only a directory holding it is a finished build
-
-
-def _publish(models: Path, build: Callable[[Path], None]) -> None:
-    """Build into a private sibling directory and rename it into place when it is whole.
-
-    A build cut short (Ctrl-C, a crash) leaves an untrained teacher and a
-    random student start on disk; built in place, the next run would take them
-    for the cache and silently train from them.
-    """
-    building = models.with_name(f"{models.name}.building-{os.getpid()}")
-    shutil.rmtree(building, ignore_errors=True)
-    build(building)
-    (building / _BUILT).write_text("")
-    shutil.rmtree(models, ignore_errors=True)  # a build cut short before this marker existed
-    try:
-        building.rename(models)
-    except OSError:
-        if not (models / _BUILT).is_file():
-            raise
-        shutil.rmtree(building)  # another process finished the same recipe first; its models are the same
 
 
 def _arm_config(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ import opd.distill.sft
 from opd.agents.engines import StudentEngineConfig
 from opd.agents.policy import CausalLMPolicy
 from opd.agents.vllm_policy import VLLMPolicy, free_port, start_vllm_server, stop_process
+from opd.distill.build_cache import is_built, publish_build
 
 REPO_ROOT = Path(__file__).parents[2]
 
@@ -41,15 +41,8 @@ def engine_models() -> tuple[Path, Path]:
     recipe.update(f"{torch.__version__} {transformers.__version__}".encode())
     root = Path(os.environ.get("OPD_ENGINE_MODELS_DIR", Path.home() / ".cache" / "opd" / "engine-models"))
     directory = root / recipe.hexdigest()[:16]
-    if not (directory / ".built").exists():
-        building = root / f"{directory.name}.building-{os.getpid()}"
-        shutil.rmtree(building, ignore_errors=True)
-        tiny_models.build_learnable_pair(building)
-        (building / ".built").touch()
-        try:
-            building.rename(directory)  # whole or not at all: an interrupted build leaves no half-built models behind
-        except OSError:  # another test session built them meanwhile: keep theirs, which its tests may be using
-            shutil.rmtree(building)
+    if not is_built(directory):
+        publish_build(directory, tiny_models.build_learnable_pair)  # whole or not at all, as opd demo caches its models
     return directory / "student", directory / "teacher"
 
 
