@@ -16,6 +16,17 @@ the low end of its 95% interval (evaluate on at least 400 tasks, ``--eval-episod
 
     .venv/bin/python benchmarks/opd_vs_sft.py --sft-multiple 10 --eval-episodes 400
 
+With ``--deterministic`` the recipe uses calculator's deterministic expert (one
+right action per state; its own teacher and student start, built and cached on
+first use), and ``--arms`` adds the OPD variants of ``opd.distill.demo_arms``
+(per-step weights, teacher-prefix mixing, a depth curriculum) from the same start
+on the same budget. The table gives each arm's mean and sd over seeds, its
+per-seed results and its pooled 95% Wilson interval, and says whether the best
+OPD arm beats SFT outside both the seed spread and the evaluation's interval.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/opd_vs_sft.py --deterministic --eval-episodes 200 \
+        --arms sft opd opd-stepw-divergence opd-stepw-position opd-prefix opd-curriculum --seeds 0 1 2
+
 With ``--suite NAME`` (and ``-o KEY=VALUE`` suite options) the same recipe runs
 on another suite with a scripted expert: its teacher and student start are built
 as ``opd bootstrap`` builds them, and every episode (demonstrations, evaluations,
@@ -45,6 +56,7 @@ from rich.table import Table
 
 from opd.cli.options import parse_options
 from opd.distill.demo import DemoConfig, DemoResult, run_demo
+from opd.distill.demo_arms import ARMS
 from opd.distill.evaluate import wilson_interval
 from opd.envs.lending import SandboxConfig
 
@@ -90,6 +102,49 @@ def to_sft_best_table(seeds: list[int], results: list[DemoResult]) -> Table:
     return table
 
 
+def finals(arm: str, results: list[DemoResult]) -> tuple[float, float, list[float]]:
+    """An arm's mean and sd (over seeds) of final greedy success, and the per-seed values."""
+    rates = [r.arms[arm].final_eval.success_rate for r in results]
+    return float(np.mean(rates)), float(np.std(rates, ddof=1)) if len(rates) > 1 else 0.0, rates
+
+
+def pooled_interval(arm: str, results: list[DemoResult]) -> tuple[float, float]:
+    """The 95% Wilson interval of an arm's final success, all seeds' evaluations pooled."""
+    evals = [r.arms[arm].final_eval for r in results]
+    return wilson_interval(sum(e.successes for e in evals), sum(e.episodes for e in evals))
+
+
+def arms_table(title: str, seeds: list[int], arms: list[str], results: list[DemoResult]) -> Table:
+    table = Table(title=f"{title}: greedy success over seeds {seeds}, {results[0].teacher.episodes} held-out tasks per evaluation")
+    for column in ("policy", "success mean ± sd", "per seed", "95% interval (seeds pooled)", "teacher-labelled tokens", "train wall s"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    table.add_row("teacher", f"{results[0].teacher.success_rate:.1%}", "-", "-", "-", "-")
+    table.add_row("student start", f"{results[0].student_start.success_rate:.1%}", "-", "-", "0", "-")
+    for arm in arms:
+        mean, sd, rates = finals(arm, results)
+        low, high = pooled_interval(arm, results)
+        tokens = statistics.mean(r.arms[arm].labelled_tokens for r in results)
+        wall = statistics.mean(r.wall_seconds[arm] for r in results)
+        per_seed = " / ".join(f"{rate:.1%}" for rate in rates)
+        interval = f"[{low:.1%}, {high:.1%}]"
+        table.add_row(f"{arm}: {ARMS[arm].label}", f"{mean:.1%} ± {sd:.1%}", per_seed, interval, f"{tokens:,.0f}", f"{wall:.0f}")
+    return table
+
+
+def verdict(arms: list[str], results: list[DemoResult]) -> str:
+    """Whether the best OPD arm beats SFT outside both intervals: mean ± sd over seeds, and the pooled Wilson interval."""
+    best = max((a for a in arms if not ARMS[a].offpolicy), key=lambda a: finals(a, results)[0])
+    (opd, opd_sd, opd_rates), (sft, sft_sd, sft_rates) = finals(best, results), finals("sft", results)
+    seeds_apart = opd - opd_sd > sft + sft_sd
+    wilson_apart = pooled_interval(best, results)[0] > pooled_interval("sft", results)[1]
+    every_seed = all(o > s for o, s in zip(opd_rates, sft_rates, strict=True))
+    outcome = "beats" if seeds_apart and wilson_apart else "does not beat"
+    return (
+        f"best OPD arm: {best} at {opd:.1%} ± {opd_sd:.1%} vs SFT {sft:.1%} ± {sft_sd:.1%}: it {outcome} SFT outside the intervals "
+        f"(mean ± sd apart: {seeds_apart}; pooled 95% Wilson intervals apart: {wilson_apart}; ahead on every seed: {every_seed})"
+    )
+
+
 def recipe(args: argparse.Namespace) -> dict[str, Any]:
     """The DemoConfig settings shared by every seed: the suite, its options and the model recipe."""
     options = dict(DemoConfig().suite_options) if args.suite == "calculator" else {}
@@ -105,6 +160,8 @@ def recipe(args: argparse.Namespace) -> dict[str, Any]:
         settings["numbers"] = (int(low), int(high))
     if args.demonstrations:
         settings["demonstrations"] = args.demonstrations
+    if tuple(args.arms) != ("sft", "opd"):  # so the default's saved results keep their names
+        settings["arms"] = tuple(args.arms)
     for key in ("eval_episodes", "eval_every", "budget_tokens", "opd_learning_rate"):
         if getattr(args, key):
             settings[key] = getattr(args, key)
@@ -112,7 +169,7 @@ def recipe(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_seed(args: argparse.Namespace, seed: int, console: Console) -> DemoResult:
-    """One seed's two arms, or its saved result with ``--resume`` (saved once both arms finished)."""
+    """One seed's arms, or its saved result with ``--resume`` (saved once every arm finished)."""
     settings = {**recipe(args), "train_seed": seed, "sft_budget_multiple": args.sft_multiple}
     config = DemoConfig.quick(**settings) if args.quick else DemoConfig(**settings)
     digest = hashlib.sha256(repr((sorted(settings.items()), args.quick)).encode()).hexdigest()[:8]  # these settings' result only
@@ -143,36 +200,24 @@ def main() -> None:
     parser.add_argument("--numbers", help="integers that are one token each, LOW:HIGH (default 0:max_value or 0:99)")
     parser.add_argument("--demonstrations", type=int, help="scripted-expert episodes the teacher learns from (default: the recipe's)")
     parser.add_argument("--sandbox-size", type=int, default=8, help="sandboxes in the pool, for suites that need isolation")
+    parser.add_argument("--arms", nargs="+", default=["sft", "opd"], choices=list(ARMS), help="arms to train from the same start")
     parser.add_argument("--resume", action="store_true", help="reuse the seeds already finished under --workdir")
     args = parser.parse_args()
     console = Console()
     results = [run_seed(args, seed, console) for seed in args.seeds]
     options = recipe(args)["suite_options"]
-    table = Table(title=f"{args.suite} {options}: greedy success over seeds {args.seeds}, {results[0].teacher.episodes} held-out tasks")
-    for column in ("policy", "success mean ± sd", "teacher-labelled tokens", "train wall s"):
-        table.add_column(column, justify="left" if column == "policy" else "right")
-    table.add_row("teacher", f"{results[0].teacher.success_rate:.1%}", "-", "-")
-    table.add_row("student start", f"{results[0].student_start.success_rate:.1%}", "0", "-")
-    for arm, label in (("sft", "off-policy SFT on teacher episodes"), ("opd", "OPD, token-level reverse KL")):
-        finals = [r.arms[arm].final_eval.success_rate for r in results]
-        tokens = statistics.mean(r.arms[arm].labelled_tokens for r in results)
-        wall = statistics.mean(r.wall_seconds[arm] for r in results)
-        table.add_row(
-            label, f"{np.mean(finals):.1%} ± {np.std(finals, ddof=1) if len(finals) > 1 else 0:.1%}", f"{tokens:,.0f}", f"{wall:.0f}"
-        )
-    console.print(table)
-    equal = Table(title="at equal wall time: each arm's success when the faster arm finished")
-    for column in ("seed", "budget s", "SFT", "OPD"):
+    console.print(arms_table(f"{args.suite} {options}", args.seeds, args.arms, results))
+    if len(args.seeds) > 1 and "sft" in args.arms and len(args.arms) > 1:
+        console.print(verdict(args.arms, results))
+    equal = Table(title="at equal wall time: each arm's success when the fastest arm finished")
+    for column in ("seed", "budget s", *args.arms):
         equal.add_column(column, justify="right")
     for seed, r in zip(args.seeds, results, strict=True):
-        seconds = min(r.arms["sft"].curve[-1][2], r.arms["opd"].curve[-1][2])
-        equal.add_row(
-            str(seed),
-            f"{seconds:.0f}",
-            *(f"{success_at(r.arms[a].curve, r.student_start.success_rate, seconds):.1%}" for a in ("sft", "opd")),
-        )
+        seconds = min(r.arms[a].curve[-1][2] for a in args.arms)
+        reached = (success_at(r.arms[a].curve, r.student_start.success_rate, seconds) for a in args.arms)
+        equal.add_row(str(seed), f"{seconds:.0f}", *(f"{success:.1%}" for success in reached))
     console.print(equal)
-    if args.sft_multiple > 1:
+    if args.sft_multiple > 1 and {"sft", "opd"} <= set(args.arms):
         console.print(to_sft_best_table(args.seeds, results))
 
 

@@ -43,8 +43,8 @@ from opd.agents.rollout import collect_episodes, expert_demonstration
 from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
 from opd.distill.build_cache import is_built, publish_build
 from opd.distill.config import TrainConfig
+from opd.distill.demo_arms import ARMS, RestartSources, arm_settings, charge_sources, check_arms, curriculum_replay, store_restart_sources
 from opd.distill.evaluate import EVAL_SEED_OFFSET, EvalResult, evaluate
-from opd.distill.losses import LossConfig
 from opd.distill.sft import sft
 from opd.distill.train import TrainResult, train
 from opd.envs import ToolEnv, make_suite
@@ -52,7 +52,7 @@ from opd.envs.lending import SandboxConfig, SandboxLender, borrowed, open_sandbo
 from opd.errors import ConfigError
 from opd.trajectories import Episode
 
-__all__ = ["DemoConfig", "DemoResult", "demo_models", "run_demo"]
+__all__ = ["DemoConfig", "DemoResult", "demo_models", "run_demo", "train_arm"]
 
 Report = Callable[[str], None]
 
@@ -83,6 +83,11 @@ class DemoConfig:
     eval_episodes: int = 100
     eval_every: int = 5
     sandbox: SandboxConfig = SandboxConfig()  # where the tools run (a Docker pool for suites that need isolation), as in training
+    arms: tuple[str, ...] = ("sft", "opd")  # trained in this order from the same start; names of demo_arms.ARMS (OPD variants)
+    restart_sources: int = 128  # teacher episodes stored for the opd-curriculum arm's restarts (their tokens count)
+
+    def __post_init__(self) -> None:
+        check_arms(self.arms)
 
     @classmethod
     def quick(cls, **overrides: Any) -> DemoConfig:
@@ -95,7 +100,7 @@ class DemoConfig:
 class DemoResult:
     teacher: EvalResult
     student_start: EvalResult
-    arms: dict[str, TrainResult]  # "sft" and "opd"
+    arms: dict[str, TrainResult]  # by arm name: "sft", "opd" and any OPD variants asked for
     wall_seconds: dict[str, float]
     plot: Path | None
 
@@ -115,14 +120,9 @@ def run_demo(config: DemoConfig, *, report: Report = print) -> DemoResult:
         )  # fmt: skip
     report(f"teacher success {teacher_eval.describe()}; student start {start_eval.describe()}")
     arms: dict[str, TrainResult] = {}
-    for arm, loss, offpolicy, lr in (
-        ("sft", LossConfig(kind="sft"), 1.0, config.sft_learning_rate),
-        ("opd", LossConfig(kind="token", divergence="reverse_kl"), 0.0, config.opd_learning_rate),
-    ):
-        budget = int(config.budget_tokens * (config.sft_budget_multiple if arm == "sft" else 1.0))
-        report(f"arm {arm}: training from the shared student start, budget {budget:,} teacher-labelled tokens")
+    for arm in config.arms:
         arm_started = time.perf_counter()
-        arms[arm] = train(_arm_config(config, arm, loss, offpolicy, lr, student_dir, teacher_dir, budget), resume=False)
+        arms[arm] = train_arm(config, arm, student_dir, teacher_dir, report=report)
         timings[arm] = time.perf_counter() - arm_started
         report(f"arm {arm}: {arms[arm].final_eval.describe()} after {arms[arm].labelled_tokens:,} labelled tokens")
     plot = _plot(work / "success_vs_tokens.png", arms, teacher_eval, start_eval, config.suite)
@@ -143,9 +143,25 @@ def demo_models(config: DemoConfig, *, report: Report = print) -> tuple[Path, Pa
     return models / "teacher", models / "student-start"
 
 
+def train_arm(config: DemoConfig, arm: str, student: Path, teacher: Path, *, report: Report = print) -> TrainResult:
+    """Train arm ``arm`` (a name of ``demo_arms.ARMS``) from ``student`` on the demo's budget; its tokens include any stored sources'."""
+    recipe = ARMS[arm]
+    budget = int(config.budget_tokens * (config.sft_budget_multiple if recipe.offpolicy else 1.0))
+    sources = _restart_sources(config, teacher, arm) if recipe.restarts else None
+    replay = curriculum_replay(sources, budget, config.episodes_per_update) if sources else None
+    charged = sources.teacher_tokens if sources else 0  # the stored teacher episodes count toward the budget
+    if charged >= budget:
+        raise ConfigError(f"arm {arm}: its {charged:,} stored teacher tokens use up the budget of {budget:,}; raise budget_tokens.")
+    lr = config.sft_learning_rate if recipe.offpolicy else config.opd_learning_rate
+    report(f"arm {arm}: training from the shared student start, budget {budget:,} teacher-labelled tokens")
+    trained = train(_arm_config(config, arm, arm_settings(recipe, replay), lr, student, teacher, budget - charged), resume=False)
+    return charge_sources(trained, sources)
+
+
 def _arm_config(
-    config: DemoConfig, arm: str, loss: LossConfig, offpolicy: float, lr: float, student: Path, teacher: Path, budget: int
+    config: DemoConfig, arm: str, settings: dict[str, Any], lr: float, student: Path, teacher: Path, budget: int
 ) -> TrainConfig:
+    """One arm's training config: the demo's shared settings plus the arm's own (loss, off-policy share, mixing, replay)."""
     return TrainConfig(
         student=str(student),
         teacher=str(teacher),
@@ -159,16 +175,25 @@ def _arm_config(
         max_labelled_tokens=budget,
         episodes_per_update=config.episodes_per_update,
         learning_rate=lr,
-        loss=loss,
-        offpolicy_fraction=offpolicy,
         teacher_k=16,
-        sampling=SamplingConfig(temperature=config.temperature if arm == "opd" else 1.0, max_new_tokens=32),
+        sampling=SamplingConfig(temperature=1.0 if settings["offpolicy_fraction"] else config.temperature, max_new_tokens=32),
         eval_every=config.eval_every,
         eval_episodes=config.eval_episodes,
         sandbox=config.sandbox,
         checkpoint_every=0,
         tensorboard=False,
+        **settings,
     )
+
+
+def _restart_sources(config: DemoConfig, teacher_dir: Path, arm: str) -> RestartSources:
+    """The teacher's episodes an arm restarts from, stored under their own run (seeds apart from training and evaluation)."""
+    teacher = CausalLMPolicy.from_pretrained(str(teacher_dir))
+    seeds = range(600_000, 600_000 + config.restart_sources)
+    with _lending(config) as lender:
+        return store_restart_sources(
+            config.store, f"demo: {arm} sources", lambda run_id: _teacher_episodes(teacher, config, lender, seeds, run_id=run_id)
+        )
 
 
 @contextlib.contextmanager
@@ -203,15 +228,17 @@ def _build_models(config: DemoConfig, models: Path, lender: SandboxLender, repor
         student.model.save_pretrained(models / "student-start")
 
 
-def _teacher_episodes(teacher: CausalLMPolicy, config: DemoConfig, lender: SandboxLender, seeds: range) -> list[Episode]:
+def _teacher_episodes(
+    teacher: CausalLMPolicy, config: DemoConfig, lender: SandboxLender, seeds: range, *, run_id: str = "demo-warmup"
+) -> list[Episode]:
     """The teacher's sampled episodes on ``seeds``, in rounds of as many as ``lender`` lends at once (one round on the local backend)."""
     episodes: list[Episode] = []
     for chunk in rounds(lender, len(seeds)):
         with borrowed(lender, len(chunk)) as boxes:
             envs = [ToolEnv(config.suite, sandbox=box, limits=lender.limits, **config.suite_options) for box in boxes]
             episodes += collect_episodes(
-                teacher, envs, [seeds[i] for i in chunk], run_id="demo-warmup", sampling=SamplingConfig(max_new_tokens=32),
-                generator=torch.Generator().manual_seed(config.seed + chunk.start),
+                teacher, envs, [seeds[i] for i in chunk], run_id=run_id, sampling=SamplingConfig(max_new_tokens=32),
+                generator=torch.Generator().manual_seed(config.seed + chunk.start), suite_options=config.suite_options,
             )  # fmt: skip
             for env in envs:
                 env.close()
@@ -262,7 +289,8 @@ def _plot(path: Path, arms: dict[str, TrainResult], teacher: EvalResult, start: 
     from matplotlib import pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for name, label in (("sft", "off-policy SFT on teacher episodes"), ("opd", "OPD: token-level reverse KL")):
+    for name in arms:
+        label = ARMS[name].label
         curve = [(0, start.success_rate), *[(tokens, success) for _, tokens, _, success in arms[name].curve]]
         axes.plot([c[0] for c in curve], [c[1] for c in curve], marker="o", label=label)
     axes.axhline(teacher.success_rate, linestyle="--", color="grey", label="teacher")
