@@ -34,7 +34,8 @@ both arms' rollouts) borrows a sandbox from a pool opened as ``opd train`` opens
 it, so on ``logs`` every tool call crosses into Docker. The pool starts its own
 containers (``attach: false``): a benchmark must not borrow a test session's
 ``docker compose`` sandboxes. Each finished seed is saved under ``--workdir``;
-``--resume`` reuses it, so a long run can be split over several invocations.
+``--resume`` reuses it, so a long run can be split over several invocations
+(each arm is saved on its own: adding an arm to ``--arms`` trains only that arm).
 
     flock /tmp/opd-docker-tests.lock env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/opd_vs_sft.py --suite logs \
         -o difficulty=easy -o incidents=100 --numbers=-1099:99 --budget-tokens 60000 --eval-every 10 --seeds 0 1 2
@@ -43,6 +44,7 @@ containers (``attach: false``): a benchmark must not borrow a test session's
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import pickle
 import statistics
@@ -160,8 +162,6 @@ def recipe(args: argparse.Namespace) -> dict[str, Any]:
         settings["numbers"] = (int(low), int(high))
     if args.demonstrations:
         settings["demonstrations"] = args.demonstrations
-    if tuple(args.arms) != ("sft", "opd"):  # so the default's saved results keep their names
-        settings["arms"] = tuple(args.arms)
     for key in ("eval_episodes", "eval_every", "budget_tokens", "opd_learning_rate"):
         if getattr(args, key):
             settings[key] = getattr(args, key)
@@ -169,19 +169,37 @@ def recipe(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_seed(args: argparse.Namespace, seed: int, console: Console) -> DemoResult:
-    """One seed's arms, or its saved result with ``--resume`` (saved once every arm finished)."""
+    """One seed's arms; with ``--resume``, the arms saved by an earlier invocation are read back, only the others train."""
     settings = {**recipe(args), "train_seed": seed, "sft_budget_multiple": args.sft_multiple}
-    config = DemoConfig.quick(**settings) if args.quick else DemoConfig(**settings)
-    digest = hashlib.sha256(repr((sorted(settings.items()), args.quick)).encode()).hexdigest()[:8]  # these settings' result only
-    saved = Path(args.workdir) / "results" / f"{args.suite}-seed{seed}-{digest}.pickle"
-    if args.resume and saved.is_file():
-        console.print(f"seed {seed}: the result saved in {saved}")
-        return pickle.loads(saved.read_bytes())  # our own file, written below
-    started = time.perf_counter()
-    result = run_demo(config, report=lambda m: console.print(f"[dim]seed {seed} {time.perf_counter() - started:6.1f}s[/] {m}"))
-    saved.parent.mkdir(parents=True, exist_ok=True)
-    saved.write_bytes(pickle.dumps(result))
-    return result
+    digest = hashlib.sha256(repr((sorted(settings.items()), args.quick)).encode()).hexdigest()[:8]  # these settings' results only
+    results = Path(args.workdir) / "results"
+    saved = {arm: results / f"{args.suite}-seed{seed}-{arm}-{digest}.pickle" for arm in args.arms}
+    done = {arm: pickle.loads(path.read_bytes()) for arm, path in saved.items() if args.resume and path.is_file()}  # our own files
+    both = results / f"{args.suite}-seed{seed}-{digest}.pickle"  # how sft and opd were saved together before --arms
+    if args.resume and both.is_file():
+        done.update({arm: r for arm, r in _split(pickle.loads(both.read_bytes())).items() if arm in saved and arm not in done})
+    if done:
+        console.print(f"seed {seed}: {', '.join(done)} saved in {results}")
+    missing = tuple(arm for arm in args.arms if arm not in done)
+    if missing:
+        config = (DemoConfig.quick if args.quick else DemoConfig)(**settings, arms=missing)
+        started = time.perf_counter()
+        result = run_demo(config, report=lambda m: console.print(f"[dim]seed {seed} {time.perf_counter() - started:6.1f}s[/] {m}"))
+        results.mkdir(parents=True, exist_ok=True)
+        for arm, single in _split(result).items():  # each arm on its own, so adding an arm later trains only that one
+            saved[arm].write_bytes(pickle.dumps(single))
+            done[arm] = single
+    first = done[args.arms[0]]
+    arms = {arm: done[arm].arms[arm] for arm in args.arms}
+    return dataclasses.replace(first, arms=arms, wall_seconds={arm: done[arm].wall_seconds[arm] for arm in args.arms})
+
+
+def _split(result: DemoResult) -> dict[str, DemoResult]:
+    """One DemoResult per arm of ``result``, each with the shared teacher and start evaluations."""
+    return {
+        arm: dataclasses.replace(result, arms={arm: trained}, wall_seconds={arm: result.wall_seconds[arm]})
+        for arm, trained in result.arms.items()
+    }
 
 
 def main() -> None:
@@ -201,7 +219,7 @@ def main() -> None:
     parser.add_argument("--demonstrations", type=int, help="scripted-expert episodes the teacher learns from (default: the recipe's)")
     parser.add_argument("--sandbox-size", type=int, default=8, help="sandboxes in the pool, for suites that need isolation")
     parser.add_argument("--arms", nargs="+", default=["sft", "opd"], choices=list(ARMS), help="arms to train from the same start")
-    parser.add_argument("--resume", action="store_true", help="reuse the seeds already finished under --workdir")
+    parser.add_argument("--resume", action="store_true", help="reuse the arms already finished under --workdir (per seed)")
     args = parser.parse_args()
     console = Console()
     results = [run_seed(args, seed, console) for seed in args.seeds]

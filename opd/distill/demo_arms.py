@@ -14,7 +14,8 @@ expert"):
 * ``opd-curriculum``: a depth curriculum (TCOD): half of each update's episodes
   restart from stored teacher episodes, from their last step first and from step
   0 after half the expected updates. The teacher wrote those stored episodes, so
-  their tokens are charged to the arm's budget up front.
+  their tokens are charged to the arm's budget up front;
+* ``opd-prefix-curriculum``: the last two together (the options combine).
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ ARMS: dict[str, ArmRecipe] = {
     ),
     "opd-prefix": ArmRecipe("OPD, teacher plays 0-2 first steps in half the updates", teacher_prefix=TeacherPrefixConfig()),
     "opd-curriculum": ArmRecipe("OPD, half restarted from teacher episodes, late states first", restarts=True),
+    "opd-prefix-curriculum": ArmRecipe(
+        "OPD, teacher prefixes and the depth curriculum together", teacher_prefix=TeacherPrefixConfig(), restarts=True
+    ),
 }
 
 

@@ -53,19 +53,21 @@ def test_each_opd_variant_changes_what_it_claims(models, tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_the_curriculum_arm_restarts_from_stored_teacher_episodes_and_pays_for_them(models, tmp_path: Path) -> None:
+@pytest.mark.parametrize("arm", ["opd-curriculum", "opd-prefix-curriculum"])
+def test_the_curriculum_arms_restart_from_stored_teacher_episodes_and_pay_for_them(models, tmp_path: Path, arm: str) -> None:
     student, teacher = models
     config = tiny_demo(tmp_path, budget=800)
-    result = train_arm(config, "opd-curriculum", student, teacher, report=lambda _: None)
-    lines = metrics(config, "opd-curriculum")
+    result = train_arm(config, arm, student, teacher, report=lambda _: None)
+    lines = metrics(config, arm)
+    assert any(line["teacher_prefix_steps"] > 0 for line in lines) == (arm == "opd-prefix-curriculum")
     assert all(line["restart/episodes"] == 2 for line in lines)  # half of each update's 4 episodes
     with TrajectoryStore(config.store) as store:
         runs = {run.name: run.id for run in store.runs()}
-        sources = [store.get_episode(i) for i in store.episode_ids(EpisodeFilter(run_id=runs["demo: opd-curriculum sources"]))]
+        sources = [store.get_episode(i) for i in store.episode_ids(EpisodeFilter(run_id=runs[f"demo: {arm} sources"]))]
         played = [store.get_episode(i) for i in store.episode_ids(EpisodeFilter(run_id=result.run_id))]
     assert len(sources) == 4 and all(e.env_options["suite_options"] == OPTIONS for e in sources)  # restorable: the options are recorded
     assert {e.parent_id for e in played if e.parent_id} <= {e.id for e in sources}
     assert sum(e.parent_id is not None for e in played) == 2 * len(lines)
     charged = sum(int(e.policy_mask.sum()) for e in sources)
-    assert result.labelled_tokens == lines[-1]["labelled_tokens"] + charged  # the teacher wrote the sources: they count
+    assert result.labelled_tokens == lines[-1]["labelled_tokens"] + charged > charged  # the teacher wrote the sources: they count
     assert result.curve[-1][1] == result.labelled_tokens
