@@ -82,6 +82,7 @@ class DemoConfig:
     temperature: float = 0.7  # student sampling during OPD (steadier than 1.0)
     eval_episodes: int = 100
     eval_every: int = 5
+    sft_eval_every: int | None = None  # the SFT arm's cadence if not eval_every: sparser when it may spend many times the budget
     sandbox: SandboxConfig = SandboxConfig()  # where the tools run (a Docker pool for suites that need isolation), as in training
     arms: tuple[str, ...] = ("sft", "opd")  # trained in this order from the same start; names of demo_arms.ARMS (OPD variants)
     restart_sources: int = 128  # teacher episodes stored for the opd-curriculum arm's restarts (their tokens count)
@@ -177,7 +178,7 @@ def _arm_config(
         learning_rate=lr,
         teacher_k=16,
         sampling=SamplingConfig(temperature=1.0 if settings["offpolicy_fraction"] else config.temperature, max_new_tokens=32),
-        eval_every=config.eval_every,
+        eval_every=(config.sft_eval_every or config.eval_every) if settings["offpolicy_fraction"] else config.eval_every,
         eval_episodes=config.eval_episodes,
         sandbox=config.sandbox,
         checkpoint_every=0,
