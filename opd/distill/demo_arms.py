@@ -9,6 +9,9 @@ expert"):
 * ``opd-stepw-divergence`` / ``opd-stepw-position``: per-step weights on the token
   loss, by the student's estimated divergence from the teacher or by the step's
   position (SOD's step reweighting);
+* ``opd-forward-kl``: forward instead of reverse KL at the student's states: with
+  a near one-hot teacher, cross-entropy to the teacher's action where the student
+  went (DAgger's correction); steadier than reverse KL in docs/benchmarks.md's stability run;
 * ``opd-prefix``: GKD-style teacher-prefix mixing, the teacher playing an
   episode's first steps in half the updates;
 * ``opd-curriculum``: a depth curriculum (TCOD): half of each update's episodes
@@ -65,6 +68,7 @@ ARMS: dict[str, ArmRecipe] = {
         "OPD, later steps weighted 1.5x per step",
         loss=dataclasses.replace(OPD_LOSS, step_weights=StepWeights(by="position", position_decay=1.5)),
     ),
+    "opd-forward-kl": ArmRecipe("OPD, token-level forward KL", loss=LossConfig(kind="token", divergence="forward_kl")),
     "opd-prefix": ArmRecipe("OPD, teacher plays 0-2 first steps in half the updates", teacher_prefix=TeacherPrefixConfig()),
     "opd-curriculum": ArmRecipe("OPD, half restarted from teacher episodes, late states first", restarts=True),
     "opd-prefix-curriculum": ArmRecipe(
