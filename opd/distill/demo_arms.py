@@ -18,7 +18,8 @@ expert"):
   restart from stored teacher episodes, from their last step first and from step
   0 after half the expected updates. The teacher wrote those stored episodes, so
   their tokens are charged to the arm's budget up front;
-* ``opd-prefix-curriculum``: the last two together (the options combine).
+* ``opd-forward-kl-curriculum``, ``opd-prefix-curriculum``: the curriculum with
+  forward KL, or with teacher prefixes (the options combine).
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ ARMS: dict[str, ArmRecipe] = {
     "opd-forward-kl": ArmRecipe("OPD, token-level forward KL", loss=LossConfig(kind="token", divergence="forward_kl")),
     "opd-prefix": ArmRecipe("OPD, teacher plays 0-2 first steps in half the updates", teacher_prefix=TeacherPrefixConfig()),
     "opd-curriculum": ArmRecipe("OPD, half restarted from teacher episodes, late states first", restarts=True),
+    "opd-forward-kl-curriculum": ArmRecipe(
+        "OPD, forward KL and the depth curriculum", loss=LossConfig(kind="token", divergence="forward_kl"), restarts=True
+    ),
     "opd-prefix-curriculum": ArmRecipe(
         "OPD, teacher prefixes and the depth curriculum together", teacher_prefix=TeacherPrefixConfig(), restarts=True
     ),

@@ -53,7 +53,7 @@ def test_each_opd_variant_changes_what_it_claims(models, tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arm", ["opd-curriculum", "opd-prefix-curriculum"])
+@pytest.mark.parametrize("arm", ["opd-curriculum", "opd-prefix-curriculum", "opd-forward-kl-curriculum"])
 def test_the_curriculum_arms_restart_from_stored_teacher_episodes_and_pay_for_them(models, tmp_path: Path, arm: str) -> None:
     student, teacher = models
     config = tiny_demo(tmp_path, budget=800)
