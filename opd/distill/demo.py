@@ -85,7 +85,7 @@ class DemoConfig:
     sft_eval_every: int | None = None  # the SFT arm's cadence if not eval_every: sparser when it may spend many times the budget
     sandbox: SandboxConfig = SandboxConfig()  # where the tools run (a Docker pool for suites that need isolation), as in training
     arms: tuple[str, ...] = ("sft", "opd")  # trained in this order from the same start; names of demo_arms.ARMS (OPD variants)
-    restart_sources: int = 128  # teacher episodes stored for the opd-curriculum arm's restarts (their tokens count)
+    restart_sources: int = 128  # teacher episodes stored for a curriculum arm's restarts (their tokens count)
 
     def __post_init__(self) -> None:
         check_arms(self.arms)

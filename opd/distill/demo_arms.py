@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 OPD_LOSS = LossConfig(kind="token", divergence="reverse_kl")
+FORWARD_KL_LOSS = LossConfig(kind="token", divergence="forward_kl")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,12 +70,10 @@ ARMS: dict[str, ArmRecipe] = {
         "OPD, later steps weighted 1.5x per step",
         loss=dataclasses.replace(OPD_LOSS, step_weights=StepWeights(by="position", position_decay=1.5)),
     ),
-    "opd-forward-kl": ArmRecipe("OPD, token-level forward KL", loss=LossConfig(kind="token", divergence="forward_kl")),
+    "opd-forward-kl": ArmRecipe("OPD, token-level forward KL", loss=FORWARD_KL_LOSS),
     "opd-prefix": ArmRecipe("OPD, teacher plays 0-2 first steps in half the updates", teacher_prefix=TeacherPrefixConfig()),
     "opd-curriculum": ArmRecipe("OPD, half restarted from teacher episodes, late states first", restarts=True),
-    "opd-forward-kl-curriculum": ArmRecipe(
-        "OPD, forward KL and the depth curriculum", loss=LossConfig(kind="token", divergence="forward_kl"), restarts=True
-    ),
+    "opd-forward-kl-curriculum": ArmRecipe("OPD, forward KL and the depth curriculum", loss=FORWARD_KL_LOSS, restarts=True),
     "opd-prefix-curriculum": ArmRecipe(
         "OPD, teacher prefixes and the depth curriculum together", teacher_prefix=TeacherPrefixConfig(), restarts=True
     ),
