@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from opd.envs import Task, ToolEnv, Verdict, play_expert
 from opd.envs.mcp_suite import McpConnection, McpServer, mcp_suite
-from opd.errors import SandboxError
+from opd.errors import ConfigError, IsolationRequiredError, SandboxError
 
 TESTS = Path(__file__).parents[1]
 SERVER = TESTS / "mcp_kv_server.py"
@@ -90,6 +90,20 @@ def test_streamable_http_on_loopback() -> None:
 def test_a_server_that_is_not_there_says_so() -> None:
     with pytest.raises(SandboxError, match=r"Could not connect to the MCP server 'http://127.0.0.1:\d+/mcp'"):
         McpConnection(McpServer.http(f"http://127.0.0.1:{free_port()}/mcp", timeout_s=5))
+
+
+def test_a_suite_that_requires_isolation_refuses_a_local_stdio_server() -> None:
+    # Refused before any process starts; McpServer.stdio(..., in_sandbox=True) is the way (tests/envs/docker/test_mcp_in_sandbox.py).
+    local = McpServer.stdio(sys.executable, str(SERVER))
+    with pytest.raises(IsolationRequiredError, match=r"requires isolation, but its MCP server .* would run as a local process"):
+        mcp_suite("kv", local, tasks=OneTask(), verify=read_back, requires_isolation=True)
+    in_sandbox = McpServer.stdio("mcp-server-sqlite", in_sandbox=True)
+    with pytest.raises(ConfigError, match="reset between episodes"):
+        mcp_suite("kv", in_sandbox, tasks=OneTask(), verify=read_back, fresh_per_episode=False)
+    with pytest.raises(ConfigError, match="runs in the sandbox: give McpConnection"):
+        McpConnection(in_sandbox)
+    with pytest.raises(ConfigError, match="is a URL"):
+        McpServer(url="http://127.0.0.1:1/mcp", in_sandbox=True)
 
 
 @pytest.fixture
