@@ -198,8 +198,8 @@ def not_found_hint(command: str, exit_code: int | None, stderr: str, sandbox: An
         image = "its image"
     return (
         f"the command {command!r} is not in the sandbox image {image!r}: build an image that has it (docker/mcp/Dockerfile "
-        "installs PyPI servers offline; scripts/build-mcp-image.sh builds opd-sandbox-mcp) and give the suite that "
-        "sandbox_kind, or the training config sandbox.image"
+        "installs PyPI servers offline; scripts/build-mcp-image.sh builds opd-sandbox-mcp), tag it "
+        "opd-sandbox-<kind>:0.1 and give the suite sandbox_kind='<kind>'"
     )
 
 
