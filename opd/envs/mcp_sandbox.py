@@ -73,13 +73,18 @@ class DockerExecTransport:
             return None if state["Running"] else state["ExitCode"]
         return None
 
-    def diagnosis(self) -> str:
-        """Why the server is not talking, as far as the container can tell: its exit code and the end of its stderr."""
+    def ending(self) -> str:
+        """How the server ended, for the model's observation: its exit code ("" while it runs)."""
         code = self.exit_code()
+        if code is None:
+            return ""
+        return f"it exited with code {code}" + (" (SIGKILL: out of memory, or too many processes)" if code == 137 else "")
+
+    def diagnosis(self) -> str:
+        """Why the server did not start, for its developer: how it ended, the end of its stderr, what to build."""
         text = bytes(self.stderr).decode("utf-8", errors="replace").strip()
-        parts = [f"it exited with code {code}" if code is not None else "", f"stderr: {text[-1000:]}" if text else ""]
-        hint = not_found_hint(self.argv[0], code, text, self.sandbox)
-        return "; ".join(p for p in (*parts, hint) if p)
+        hint = not_found_hint(self.argv[0], self.exit_code(), text, self.sandbox)
+        return "; ".join(p for p in (self.ending(), f"stderr: {text[-1000:]}" if text else "", hint) if p)
 
     @contextlib.asynccontextmanager
     async def _connected(self) -> AsyncIterator[Any]:

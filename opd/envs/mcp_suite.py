@@ -145,12 +145,31 @@ class McpConnection:
         return list(self._run(lambda: self._client.list_tools()).tools)
 
     def call(self, name: str, arguments: Mapping[str, Any] | None = None) -> str:
-        """Call tool ``name`` and return its text; a tool-reported error raises :class:`ToolError` (shown to the model)."""
-        result = self._run(lambda: self._client.call_tool(name, dict(arguments or {})))
+        """Call tool ``name`` and return its text; a tool-reported error raises :class:`ToolError` (shown to the model).
+
+        So does a server that refuses the request or has ended (a query may exhaust its sandbox's memory): what the
+        model's call caused is an observation. A sandbox container that is gone is the infrastructure's: SandboxError.
+        """
+        from mcp.shared.exceptions import MCPError
+
+        try:
+            result = self._run(lambda: self._client.call_tool(name, dict(arguments or {})))
+        except MCPError as exc:
+            raise self._call_failed(name, exc) from exc
         text = _result_text(result)
         if result.is_error:
             raise ToolError(text or f"the MCP tool {name!r} failed without a message")
         return text
+
+    def _call_failed(self, name: str, exc: Exception) -> Exception:
+        if "Connection closed" not in str(exc):
+            return ToolError(f"the MCP server refused the call to {name!r}: {exc}")
+        sandbox = getattr(self._target, "sandbox", None)
+        if sandbox is not None and not sandbox.is_running():
+            return SandboxError(f"Sandbox {sandbox.name} died mid-episode; its MCP server {self.server.describe()!r} with it.")
+        detail = self._target.ending() if hasattr(self._target, "ending") else ""
+        detail = f" ({detail})" if detail else ""
+        return ToolError(f"the MCP server has ended{detail}; no tool can be called for the rest of this episode")
 
     def close(self) -> None:
         if self._loop.is_closed():

@@ -88,6 +88,23 @@ def test_the_server_keeps_the_sandboxs_hardening_and_says_what_is_missing(mcp_po
             McpConnection(absent, sandbox=sandbox)
 
 
+def test_a_query_that_exhausts_the_sandboxs_memory_ends_the_server_and_the_model_reads_that(sqlite_suite, mcp_pool) -> None:
+    one_gigabyte = (
+        "SELECT length(group_concat(s)) FROM (WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM c WHERE n < 1000) "
+        "SELECT printf('%.1000000c', 'x') AS s FROM c)"
+    )  # a 1 GB string in a sandbox of 512 MiB: the kernel kills the server
+    with mcp_pool.borrow() as sandbox:
+        env = ToolEnv(sqlite_suite, sandbox=sandbox)
+        env.reset(seed=0)
+        observation, *_, info = env.step(call("read_query", one_gigabyte))
+        assert info["error_kind"] == "tool_error" and "the MCP server has ended (it exited with code 137 (SIGKILL" in observation
+        _, reward, terminated, _, info = env.step("done")  # the episode goes on; the verifier finds no database
+        assert terminated and reward == 0.0 and info["verdict"]["reason"] == f"{env.task.data['item']}: []"
+        env.reset(seed=1)
+        assert env.step('<tool_call>{"name": "list_tables", "arguments": {}}</tool_call>')[0] == "[]"  # a new server
+        env.close()
+
+
 @pytest.mark.slow
 def test_opd_train_on_a_pypi_server_in_sandboxes(sqlite_suite, mcp_pool, tmp_path: Path) -> None:
     from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
