@@ -18,7 +18,7 @@ import yaml
 from suite_registry import restored_suite_registry
 from typer.testing import CliRunner
 
-from opd.envs import Task, ToolEnv, Verdict, play_expert
+from opd.envs import LocalSandbox, Task, ToolEnv, Verdict, play_expert
 from opd.envs.mcp_suite import McpConnection, McpServer, mcp_suite
 from opd.errors import ConfigError, IsolationRequiredError, SandboxError
 
@@ -102,6 +102,8 @@ def test_a_suite_that_requires_isolation_refuses_a_local_stdio_server() -> None:
         mcp_suite("kv", in_sandbox, tasks=OneTask(), verify=read_back, fresh_per_episode=False)
     with pytest.raises(ConfigError, match="runs in the sandbox: give McpConnection"):
         McpConnection(in_sandbox)
+    with pytest.raises(SandboxError, match="needs a Docker sandbox .* got LocalSandbox"):
+        McpConnection(in_sandbox, sandbox=LocalSandbox())
     with pytest.raises(ConfigError, match="is a URL"):
         McpServer(url="http://127.0.0.1:1/mcp", in_sandbox=True)
 
