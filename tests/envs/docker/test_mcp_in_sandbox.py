@@ -12,16 +12,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import mcp  # noqa: F401  (imported before a registry restore, which drops what was imported meanwhile: one SDK copy)
 import pytest
 import yaml
 from conftest import REPO_ROOT
 from suite_registry import restored_suite_registry
 from typer.testing import CliRunner
 
-from opd.envs import ToolEnv, play_expert
+from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
+from opd.cli.app import app
+from opd.envs import ToolEnv, ToolSuite, make_suite, play_expert
 from opd.envs.docker import SandboxPool
 from opd.envs.mcp_suite import McpConnection, McpServer
+from opd.envs.plugins import import_suite_module
 from opd.errors import IsolationRequiredError, SandboxError
+from opd.trajectories import TrajectoryStore
 
 pytestmark = pytest.mark.docker
 TESTS = REPO_ROOT / "tests"
@@ -39,13 +44,17 @@ def mcp_pool(docker_client) -> Iterator[SandboxPool]:
 
 
 @pytest.fixture(scope="module")
-def sqlite_suite(docker_client) -> Iterator[object]:
-    from opd.envs import make_suite
-    from opd.envs.plugins import import_suite_module
-
+def sqlite_suite(docker_client) -> ToolSuite:
+    # Registered only while it is built: the registry's restore also drops every module imported meanwhile.
     with restored_suite_registry():
         import_suite_module(str(SUITE_MODULE))
-        yield make_suite("sqlite_mcp")
+        return make_suite("sqlite_mcp")
+
+
+@pytest.fixture
+def registry_restored() -> Iterator[None]:
+    with restored_suite_registry():
+        yield
 
 
 def test_the_servers_tools_become_opd_tools_of_an_isolated_suite(sqlite_suite) -> None:
@@ -75,7 +84,9 @@ def test_a_stateful_episode_in_the_sandbox_and_a_fresh_database_for_the_next(sql
         assert env.step('<tool_call>{"name": "list_tables", "arguments": {}}</tool_call>')[0] == "[]"
         assert env.step("done")[1] == 0.0
         env.close()
-        assert play_expert(ToolEnv(sqlite_suite, sandbox=sandbox), seed=2).success
+        expert_env = ToolEnv(sqlite_suite, sandbox=sandbox)
+        assert play_expert(expert_env, seed=2).success
+        expert_env.close()
 
 
 def test_the_server_keeps_the_sandboxs_hardening_and_says_what_is_missing(mcp_pool) -> None:
@@ -106,13 +117,11 @@ def test_a_query_that_exhausts_the_sandboxs_memory_ends_the_server_and_the_model
 
 
 @pytest.mark.slow
-def test_opd_train_on_a_pypi_server_in_sandboxes(sqlite_suite, mcp_pool, tmp_path: Path) -> None:
-    from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
-    from opd.cli.app import app
-    from opd.trajectories import TrajectoryStore
-
+def test_opd_train_on_a_pypi_server_in_sandboxes(sqlite_suite, mcp_pool, registry_restored, tmp_path: Path) -> None:
     with mcp_pool.borrow() as sandbox:
-        corpus = expert_texts(ToolEnv(sqlite_suite, sandbox=sandbox), 2)
+        env = ToolEnv(sqlite_suite, sandbox=sandbox)
+        corpus = expert_texts(env, 2)
+        env.close()
     tokenizer = build_word_tokenizer([*corpus, "apples pears plums figs sales"], tmp_path / "student", numbers=range(0, 40))
     build_tiny_model(tokenizer, tmp_path / "student", layers=1, hidden=16, heads=2, seed=0)
     build_tiny_model(tokenizer, tmp_path / "teacher", layers=1, hidden=16, heads=2, seed=1)
