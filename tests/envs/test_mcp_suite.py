@@ -18,9 +18,15 @@ import yaml
 from suite_registry import restored_suite_registry
 from typer.testing import CliRunner
 
+# Imported here, not in the test that trains: kv_registered's restore drops every module imported while it is active,
+# and a torch imported there and dropped crashes the next test that imports it again.
+from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
+from opd.cli.app import app
 from opd.envs import LocalSandbox, Task, ToolEnv, Verdict, play_expert
 from opd.envs.mcp_suite import McpConnection, McpServer, mcp_suite
+from opd.envs.plugins import import_suite_module
 from opd.errors import ConfigError, IsolationRequiredError, SandboxError
+from opd.trajectories import TrajectoryStore
 
 TESTS = Path(__file__).parents[1]
 SERVER = TESTS / "mcp_kv_server.py"
@@ -116,11 +122,6 @@ def kv_registered() -> Iterator[None]:
 
 @pytest.mark.slow
 def test_opd_train_on_an_mcp_servers_tools(kv_registered, tmp_path: Path) -> None:
-    from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
-    from opd.cli.app import app
-    from opd.envs.plugins import import_suite_module
-    from opd.trajectories import TrajectoryStore
-
     import_suite_module(str(TESTS / "mcp_kv_suite.py"))
     env = ToolEnv("kv_mcp", fresh_per_episode=False)  # one server for the tokenizer's corpus
     assert play_expert(env, 0).success
