@@ -26,6 +26,7 @@ fi
 # The wheels must fit the image's Python (the offline base is Debian's 3.11, the official one 3.12) and platform.
 read -r pyver arch glibc < <(docker run --rm --network none "$BASE" python3 -I -c \
     'import platform, sys; print(f"{sys.version_info[0]}{sys.version_info[1]}", platform.machine(), platform.libc_ver()[1].replace(".", "_"))')
+[ -n "${glibc:-}" ] || { log "could not tell the Python version and glibc of $BASE (python3 in it failed, or it is not glibc-based)"; exit 1; }
 wheels_key="$(sha256sum docker/mcp/requirements.txt | cut -c1-16)"
 context="${XDG_CACHE_HOME:-$HOME/.cache}/opd/mcp-wheels/cp$pyver-$arch-$wheels_key"
 if [ ! -f "$context/.complete" ]; then
