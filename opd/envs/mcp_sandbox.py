@@ -2,8 +2,8 @@
 
 :class:`DockerExecTransport` is an ``mcp`` SDK transport. It starts the
 server's command in the sandbox's container (``docker exec`` as the sandbox
-user, in /work, through the same engine client the sandbox pool uses, so a
-remote or TLS engine works as well as the local socket) and carries JSON-RPC
+user, in /work, through the engine client of the sandbox's pool, so an engine
+on another host (tcp://) serves as well as the local socket) and carries JSON-RPC
 lines over the exec's attached stdin and stdout. The container keeps all of
 its hardening: no network, a read-only root, tmpfs /work and /tmp (the only
 places the server can write, both emptied when the sandbox is reset between
@@ -14,7 +14,8 @@ input and exits, as stdio MCP servers do); a server that ignores that is
 killed by the sandbox's reset, which ends every process of the sandbox user.
 
 :func:`list_in_sandbox` lists a server's tools in a short-lived container of
-its own (a suite is built before any episode has a sandbox).
+its own (a suite is built before any episode has a sandbox), on the engine that
+DOCKER_HOST names (or the local socket).
 """
 
 from __future__ import annotations
