@@ -37,6 +37,13 @@ TRL is a benchmark-only dependency (the ``benchmark`` extra, also in ``test``):
     .venv/bin/pip install -e ".[benchmark]"
     nice -n 5 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/vs_trl.py [--updates 20] [--models runs/demo]
 
+The demo's models are tiny (38k and 540k parameters), so an update there is mostly
+Python overhead. ``--issue-scale`` runs the same comparison on freshly initialised
+models of the sizes the issue measured by hand (4.2M student, 21.0M teacher, over
+the demo's tokenizer), where arithmetic dominates; their success stays near 0:
+
+    nice -n 5 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/vs_trl.py --issue-scale --updates 8 --repeats 1 --eval-episodes 16
+
 TRL's trainer needs one workaround with a prompt-only dataset: the Trainer counts
 the batch's unmasked labels *before* ``GKDTrainer.training_step`` replaces the
 batch with the student's generations, every label of a prompt-only batch is
@@ -380,12 +387,33 @@ def demo_pair(workdir: str) -> tuple[str, str]:
     return str(student), str(teacher)
 
 
+# The issue's hand-driven measurement: a 4.6M student and a 21.7M teacher. Over the demo's 146-token vocabulary,
+# these Llama shapes give 4.2M and 21.0M parameters; both are freshly initialised (held-out success ~0).
+ISSUE_SCALE = {"student": {"layers": 4, "hidden": 256, "heads": 4}, "teacher": {"layers": 5, "hidden": 512, "heads": 8}}
+
+
+def issue_scale_pair(tokenizer_from: str, directory: Path) -> tuple[str, str]:
+    """A random student and teacher of the issue's sizes over ``tokenizer_from``'s tokenizer, built under ``directory``."""
+    from transformers import AutoTokenizer
+
+    from opd.agents.tiny import build_tiny_model
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_from)
+    for role, (name, shape) in enumerate(ISSUE_SCALE.items()):
+        if not (directory / name / "model.safetensors").is_file():
+            build_tiny_model(tokenizer, directory / name, seed=role, **shape)
+    return str(directory / "student"), str(directory / "teacher")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="runs/demo", help="the demo's workdir holding (or to hold) its cached models")
     parser.add_argument("--student", help="a student directory instead of the demo's (with --teacher)")
     parser.add_argument("--teacher", help="a teacher directory over the student's tokenizer")
     parser.add_argument("--workdir", default=None, help="where the arms write (default: a temporary directory)")
+    parser.add_argument(
+        "--issue-scale", action="store_true", help="random models of the issue's sizes (4.2M, 21.0M) over the student's tokenizer"
+    )
     parser.add_argument("--updates", type=int, default=Settings.updates)
     parser.add_argument("--prompts", type=int, default=Settings.prompts)
     parser.add_argument("--max-new-tokens", type=int, default=Settings.max_new_tokens)
@@ -409,6 +437,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit("Give both --student and --teacher, or neither (the demo's models under --models).")
     student, teacher = (args.student, args.teacher) if args.student else demo_pair(args.models)
     with _workdir(args.workdir) as workdir:
+        if args.issue_scale:
+            student, teacher = issue_scale_pair(student, Path(workdir) / "issue-scale-models")
         settings = Settings(
             student=student, teacher=teacher, workdir=workdir, updates=args.updates, prompts=args.prompts,
             max_new_tokens=args.max_new_tokens, learning_rate=args.learning_rate, temperature=args.temperature,
