@@ -14,7 +14,11 @@ needs to first reach SFT's best held-out success: at its point estimate and at
 the low end of its 95% interval (evaluate on at least 400 tasks, ``--eval-episodes
 400``, so that interval is narrower than the effect), and SFT's tokens over OPD's.
 
-    .venv/bin/python benchmarks/opd_vs_sft.py --sft-multiple 10 --eval-episodes 400
+    .venv/bin/python benchmarks/opd_vs_sft.py --sft-multiple 10 --eval-episodes 400 --sft-eval-every 25
+
+(``--sft-eval-every`` evaluates the long SFT arm less often: each evaluation of 400
+tasks costs about as much as several updates, and SFT's best over fewer evaluations
+is less inflated by the evaluation's own noise.)
 
 With ``--suite NAME`` (and ``-o KEY=VALUE`` suite options) the same recipe runs
 on another suite with a scripted expert: its teacher and student start are built
@@ -105,7 +109,7 @@ def recipe(args: argparse.Namespace) -> dict[str, Any]:
         settings["numbers"] = (int(low), int(high))
     if args.demonstrations:
         settings["demonstrations"] = args.demonstrations
-    for key in ("eval_episodes", "eval_every", "budget_tokens", "opd_learning_rate"):
+    for key in ("eval_episodes", "eval_every", "sft_eval_every", "budget_tokens", "opd_learning_rate"):
         if getattr(args, key):
             settings[key] = getattr(args, key)
     return settings
@@ -136,6 +140,7 @@ def main() -> None:
     parser.add_argument("--deterministic", action="store_true", help="calculator's deterministic expert (one right action per state)")
     parser.add_argument("--eval-episodes", type=int, default=None, help="held-out tasks per evaluation (default: the recipe's)")
     parser.add_argument("--eval-every", type=int, default=None, help="updates between evaluations (default: the recipe's)")
+    parser.add_argument("--sft-eval-every", type=int, default=None, help="SFT arm: updates between evaluations (default: --eval-every)")
     parser.add_argument("--budget-tokens", type=int, default=None, help="OPD's teacher-labelled tokens per seed (default: the recipe's)")
     parser.add_argument("--opd-learning-rate", type=float, default=None, help="the OPD arm's learning rate (default: the recipe's 1e-3)")
     parser.add_argument("--suite", default="calculator", help="any registered suite with a scripted expert")

@@ -82,6 +82,7 @@ class DemoConfig:
     temperature: float = 0.7  # student sampling during OPD (steadier than 1.0)
     eval_episodes: int = 100
     eval_every: int = 5
+    sft_eval_every: int | None = None  # the SFT arm's cadence if not eval_every: sparser when it may spend many times the budget
     sandbox: SandboxConfig = SandboxConfig()  # where the tools run (a Docker pool for suites that need isolation), as in training
 
     @classmethod
@@ -163,7 +164,7 @@ def _arm_config(
         offpolicy_fraction=offpolicy,
         teacher_k=16,
         sampling=SamplingConfig(temperature=config.temperature if arm == "opd" else 1.0, max_new_tokens=32),
-        eval_every=config.eval_every,
+        eval_every=(config.sft_eval_every or config.eval_every) if arm == "sft" else config.eval_every,
         eval_episodes=config.eval_episodes,
         sandbox=config.sandbox,
         checkpoint_every=0,

@@ -64,3 +64,36 @@ def test_follow_ups_from_jsonl_and_from_the_state(tmp_path: Path) -> None:
     assert stateful.step("4")[2] is False
     _, reward, terminated, _, info = stateful.step("4")  # the third turn is the user's last, whatever nag says
     assert terminated and reward == 0.0 and info["verdict"]["reason"].count("Turn") == 3
+
+
+def test_the_two_turn_calculator_follows_up_on_the_first_answer() -> None:
+    env = ToolEnv("calculator", difficulty="easy", prompt_style="terse", max_value=99, turns=2)
+    orders = set()
+    for seed in range(20):
+        played = play_expert(env, seed)
+        assert played.success and played.reward == 1.0
+        answers = [i for i, info in enumerate(played.step_infos) if "turn_verdict" in info]
+        assert [played.step_infos[i]["turn_verdict"]["user_turn"] for i in answers] == [0, 1]
+        follow_up = played.observations[answers[0] + 1]
+        assert follow_up.startswith("Then ") and follow_up.endswith(".")
+        first_answer = played.actions[answers[0]]
+        second_call = json.loads(played.actions[answers[0] + 1].split("\n")[1])  # the follow-up's one call uses turn 1's result
+        assert int(first_answer) in (second_call["arguments"]["a"], second_call["arguments"]["b"])
+        orders.add(second_call["arguments"]["a"] == int(first_answer))
+        assert 0 <= int(played.actions[-1]) <= 99
+    assert orders == {True, False}  # the expert is multimodal in the follow-up too (add and multiply either way round)
+
+
+def test_the_calculators_second_turn_is_graded_on_its_own_result() -> None:
+    env = ToolEnv("calculator", difficulty="easy", prompt_style="terse", max_value=99, turns=2)
+    _, info = env.reset(seed=3)
+    first, second = env.task.data["turn_answers"]
+    observation, reward, terminated, _, info = env.step(str(first))  # right without tools: graded on the number
+    assert not terminated and observation.startswith("Then ") and info["turn_verdict"]["success"]
+    _, reward, terminated, _, info = env.step(str(second + 1))
+    assert terminated and reward == 0.5 and not info["verdict"]["success"]
+    assert f"Turn 2: Expected {second}, got {second + 1}." in info["verdict"]["reason"]
+    one_turn = make_suite("calculator", difficulty="easy", prompt_style="terse", max_value=99).tasks.sample(
+        __import__("numpy").random.default_rng(0)
+    )
+    assert one_turn.follow_ups == () and "turn_answers" not in one_turn.data  # a one-turn task carries no conversation
