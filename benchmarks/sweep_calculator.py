@@ -6,7 +6,11 @@ reverse KL to its top-16 log-probs, 16 episodes per update. Writes the recipe an
 the sweep file into the work directory, then runs exactly what `opd sweep` runs,
 and prints the points and the fitted exponents.
 
-    .venv/bin/python benchmarks/sweep_calculator.py [--budgets 4000 8000 16000 32000]
+    .venv/bin/python benchmarks/sweep_calculator.py [--budgets 4000 8000 16000 32000] [--offpolicy-fraction 0.5]
+
+Fresh students sample nearly random tokens, so purely on-policy updates teach
+them little within these budgets; ``--offpolicy-fraction 0.5`` trains half the
+updates on teacher-generated episodes (GKD's mixing), scored the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=[4000, 8000, 16000, 32000])
     parser.add_argument("--metric", choices=["heldout_loss", "success"], default="heldout_loss")
     parser.add_argument("--workdir", default="runs/bench-sweep")
+    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument(
+        "--offpolicy-fraction", type=float, default=0.0, help="GKD's lambda: the share of updates on teacher-generated episodes"
+    )
     args = parser.parse_args()
     console = Console()
     demo = DemoConfig(workdir="runs/demo")
@@ -38,7 +46,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     recipe = {
         "student": "set-per-point", "teacher": str(teacher.resolve()), "suite": "calculator", "suite_options": dict(demo.suite_options),
-        "store": str((work / "opd.db").resolve()), "episodes_per_update": 16, "learning_rate": 3e-3, "teacher_k": 16,
+        "store": str((work / "opd.db").resolve()), "episodes_per_update": 16, "learning_rate": args.learning_rate, "teacher_k": 16,
+        "offpolicy_fraction": args.offpolicy_fraction,
         "sampling": {"temperature": 1.0, "max_new_tokens": 32}, "eval_episodes": 100, "tensorboard": False, "guard": {"action": "none"},
     }  # fmt: skip
     (work / "recipe.yaml").write_text(yaml.safe_dump(recipe))

@@ -67,4 +67,7 @@ scripts/build-base-image.sh
 
 # 5. The sandbox images (a no-op when the build cache is warm).
 docker compose build --quiet
+
+# 6. The sandbox image with MCP servers from PyPI, for MCP suites whose server runs in the sandbox (cached likewise).
+scripts/build-mcp-image.sh "$PYTHON"
 log "engine, compose and sandbox images are ready"

@@ -10,12 +10,21 @@ into every later test in the same process, so every such test uses this.
 from __future__ import annotations
 
 import sys
+import sysconfig
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import gymnasium as gym
 
 from opd.envs import plugins, registry
+
+# Modules first imported inside the block from these stay imported: dropping an extension module such as torch
+# from sys.modules and importing it again later crashes the process (a segfault in a later test).
+_LIBRARIES = tuple({sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")})
+
+
+def _is_library(module: object) -> bool:
+    return str(getattr(module, "__file__", None) or "").startswith(_LIBRARIES)
 
 
 @contextmanager
@@ -30,6 +39,7 @@ def restored_suite_registry() -> Iterator[None]:
         gym.registry.clear()
         gym.registry.update(environments)
         for name in set(sys.modules) - modules:
-            del sys.modules[name]
+            if not _is_library(sys.modules[name]):  # the test's own suite modules, wherever it put them
+                del sys.modules[name]
         sys.path[:] = path
         plugins._discovered = discovered

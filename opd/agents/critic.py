@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -44,24 +45,39 @@ from opd.errors import ConfigError, OpdError
 from opd.trajectories import Annotations, Episode, StepCritique
 from opd.trajectories.conversations import follow_up
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price table at import
-import litellm  # noqa: E402
-
-litellm.suppress_debug_info = True  # its banner on every failed request drowns the run's own log
-
 __all__ = ["BlackBoxTeacher", "CriticConfig", "Judgement", "critique_messages", "parse_judgement"]
 
 logger = logging.getLogger(__name__)
 
-_RETRYABLE = (
-    litellm.Timeout,
-    litellm.RateLimitError,
-    litellm.APIConnectionError,
-    litellm.InternalServerError,
-    litellm.ServiceUnavailableError,
-    litellm.BadGatewayError,
-)
-_MISCONFIGURED = (litellm.AuthenticationError, litellm.PermissionDeniedError, litellm.NotFoundError, litellm.BadRequestError)
+
+@functools.cache
+def litellm_module() -> Any:
+    """litellm, imported on first use: importing it takes seconds and ~170 MiB, which a run without a critic never needs
+    (``TrainConfig`` imports this module for ``CriticConfig``)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price table at import
+    import litellm
+
+    litellm.suppress_debug_info = True  # its banner on every failed request drowns the run's own log
+    return litellm
+
+
+def retryable_errors() -> tuple[type[BaseException], ...]:
+    """litellm's transport faults, worth another try."""
+    llm = litellm_module()
+    return (
+        llm.Timeout,
+        llm.RateLimitError,
+        llm.APIConnectionError,
+        llm.InternalServerError,
+        llm.ServiceUnavailableError,
+        llm.BadGatewayError,
+    )
+
+
+def misconfigured_errors() -> tuple[type[BaseException], ...]:
+    """litellm's errors that no retry can fix: a bad key, model name or request."""
+    llm = litellm_module()
+    return (llm.AuthenticationError, llm.PermissionDeniedError, llm.NotFoundError, llm.BadRequestError)
 
 
 class MalformedReplyError(OpdError, ValueError):
@@ -245,11 +261,11 @@ class BlackBoxTeacher:
                 await asyncio.sleep(self.config.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random()))
             try:
                 async with limit:
-                    response = await litellm.acompletion(**request, **credentials, timeout=self.config.timeout_s, num_retries=0)
+                    response = await litellm_module().acompletion(**request, **credentials, timeout=self.config.timeout_s, num_retries=0)
                 reply = _reply(response)
-            except _MISCONFIGURED as exc:
+            except misconfigured_errors() as exc:
                 raise ConfigError(f"The critic {self.config.model!r} refused the request: {exc}") from exc
-            except (*_RETRYABLE, litellm.APIError, MalformedReplyError) as exc:
+            except (*retryable_errors(), litellm_module().APIError, MalformedReplyError) as exc:
                 # Transport faults only: a bug of ours in reading a good reply must fail loudly, not become unannotated steps.
                 error = f"{type(exc).__name__}: {str(exc)[:200]}"  # garbage bodies surface as APIError or a malformed reply
                 logger.debug("Critic request failed (attempt %d): %s", attempt + 1, error)
@@ -316,7 +332,7 @@ def _reply(response: Any) -> dict[str, Any]:
         alternatives = [{"token": a.token, "logprob": a.logprob} for a in (position.top_logprobs or [])]
         positions.append({"token": position.token, "logprob": position.logprob, "top_logprobs": alternatives})
     try:
-        cost: float | None = float(litellm.completion_cost(completion_response=response))
+        cost: float | None = float(litellm_module().completion_cost(completion_response=response))
     except Exception:  # litellm raises for models it has no price for; the ledger then says "unknown"
         cost = None
     return {

@@ -21,10 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import litellm
-
-from opd.agents.critic import _MISCONFIGURED, _RETRYABLE, api_credentials
 from opd.agents.critic import _reply as reply_record  # the same ledger fields as the critic's
+from opd.agents.critic import api_credentials, litellm_module, misconfigured_errors, retryable_errors
 from opd.agents.response_cache import ResponseCache
 from opd.envs import Task, ToolContext
 from opd.envs.conversation import Conversation, UserReply
@@ -100,11 +98,11 @@ class SimulatedUser:
             if attempt:
                 time.sleep(0.5 * 2 ** (attempt - 1))
             try:
-                response = litellm.completion(**request, **self._credentials(), timeout=self.config.timeout_s, num_retries=0)
+                response = litellm_module().completion(**request, **self._credentials(), timeout=self.config.timeout_s, num_retries=0)
                 reply = reply_record(response)
-            except _MISCONFIGURED as exc:
+            except misconfigured_errors() as exc:
                 raise ConfigError(f"The simulated user's model {self.config.model!r} refused the request: {exc}") from exc
-            except (*_RETRYABLE, litellm.APIError, KeyError, IndexError, TypeError, ValueError) as exc:
+            except (*retryable_errors(), litellm_module().APIError, KeyError, IndexError, TypeError, ValueError) as exc:
                 error = f"{type(exc).__name__}: {str(exc)[:200]}"
                 logger.debug("Simulated-user request failed (attempt %d): %s", attempt + 1, error)
                 continue

@@ -179,7 +179,9 @@ def _train(
                 played += replay.restart(update, student, config.sampling, seed=config.seed, run_id=state.run_id)
             failed = [e for e in played if e.num_tokens < 2]  # a sandbox failed before the policy wrote anything
             episodes = [e for e in played if e.num_tokens >= 2]
-            scored_by_logits = logits_source is not None and config.loss.needs_logits and not offpolicy  # SFT on teacher episodes
+            # Teacher-played episodes are scored too when the loss compares distributions (GKD's mixing: the divergence
+            # on the teacher's own sequences); an SFT loss needs no scores on any episode.
+            scored_by_logits = logits_source is not None and config.loss.needs_logits
             if scored_by_logits:
                 episodes = _annotated(episodes, logits_source.name, logits_source.annotate(episodes))
             if critic is not None and not offpolicy:

@@ -168,6 +168,8 @@ class LocalSandbox:
 
     def reset(self) -> None:
         """Empty the work directory."""
+        if _empty_and_usable(self._workdir):
+            return  # nothing to remove: an rmtree and mkdir cost ~3 ms per episode on ext4, a third of a tiny model's update
         shutil.rmtree(self._workdir, ignore_errors=True)
         self._workdir.mkdir(parents=True)
 
@@ -179,3 +181,15 @@ class LocalSandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _empty_and_usable(directory: Path) -> bool:
+    """Whether ``directory`` is still an empty directory (not a link) its owner may read, write and enter, as ``mkdir`` made it."""
+    try:
+        info = directory.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_mode & stat.S_IRWXU != stat.S_IRWXU:
+            return False
+        with os.scandir(directory) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False

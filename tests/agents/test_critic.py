@@ -218,3 +218,11 @@ def test_critiques_from_a_model_served_by_transformers_serve(judge_model: Path) 
     assert len(critiques) == 4
     assert all(c.score == 7.0 and c.critique == "The step is fine." and c.error is None for c in critiques), critiques
     assert all(c.usage["completion_tokens"] > 0 and c.uncertainty is None for c in critiques)  # it ignores logprobs
+
+
+def test_training_without_a_critic_never_imports_litellm() -> None:
+    """``TrainConfig`` names ``CriticConfig``; litellm (seconds and ~170 MiB) loads only when a critic calls out."""
+    probe = "import sys, opd.distill.train; from opd.agents.critic import retryable_errors; before = 'litellm' in sys.modules; "
+    probe += "retryable_errors(); print(before, 'litellm' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "True"]

@@ -124,3 +124,16 @@ def test_a_run_with_a_teacher_prefix_and_step_weights(models, tmp_path: Path) ->
 def _update_of(episode, config: TrainConfig) -> int:
     """The update (1-based, as in metrics) that played an episode: training seeds are update * episodes_per_update + i."""
     return episode.seed // config.episodes_per_update + 1
+
+
+@pytest.mark.slow
+def test_gkd_mixing_scores_the_teachers_own_episodes_for_a_token_loss(models, tmp_path: Path) -> None:
+    """offpolicy_fraction with a token loss: the teacher plays, scores what it played, and the student learns from it."""
+    config = tiny_train_config(models, tmp_path, updates=2, offpolicy_fraction=1.0, loss=LossConfig(kind="token", divergence="reverse_kl"))
+    result = train(config)
+    lines = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["offpolicy"] for line in lines] == [1.0, 1.0] and all(np.isfinite(line["loss"]) for line in lines)
+    with TrajectoryStore(tmp_path / "store.db") as store:
+        episodes = [e for batch in store.iter_episodes(EpisodeFilter(run_id=result.run_id)) for e in batch]
+    assert episodes and all(e.annotations.token_logprobs for e in episodes if e.policy_mask.sum())
+    assert result.labelled_tokens == sum(int(e.policy_mask.sum()) for e in episodes)  # each teacher token counted once

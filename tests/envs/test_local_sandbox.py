@@ -82,6 +82,18 @@ def test_exec_runs_in_the_workdir_and_reset_wipes_it(sandbox: LocalSandbox) -> N
     assert list(sandbox.workdir.iterdir()) == []
 
 
+def test_reset_keeps_an_empty_workdir_and_restores_one_a_command_removed_or_locked(sandbox: LocalSandbox) -> None:
+    before = sandbox.workdir.stat().st_ino
+    sandbox.reset()  # already empty: left as it is (no rmtree and mkdir per episode)
+    assert sandbox.workdir.stat().st_ino == before
+    sandbox.exec([sys.executable, "-c", "import os; os.rmdir(os.getcwd())"], FAST)
+    sandbox.reset()
+    assert sandbox.workdir.is_dir() and list(sandbox.workdir.iterdir()) == []
+    sandbox.workdir.chmod(0o000)  # empty but not enterable: not what mkdir made, so it is made again
+    sandbox.reset()
+    assert sandbox.workdir.stat().st_mode & 0o700 == 0o700 and list(sandbox.workdir.iterdir()) == []
+
+
 def test_exec_nonzero_exit_and_stdin(sandbox: LocalSandbox) -> None:
     result = sandbox.exec([sys.executable, "-c", "import sys; print(sys.stdin.read()[::-1]); sys.exit(3)"], FAST, stdin="abc")
     assert result.status == ToolStatus.NONZERO_EXIT and result.exit_code == 3 and "cba" in result.output

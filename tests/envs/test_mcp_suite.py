@@ -18,9 +18,15 @@ import yaml
 from suite_registry import restored_suite_registry
 from typer.testing import CliRunner
 
-from opd.envs import Task, ToolEnv, Verdict, play_expert
+# Imported here, not in the test that trains: kv_registered's restore drops every module imported while it is active,
+# and a torch imported there and dropped crashes the next test that imports it again.
+from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
+from opd.cli.app import app
+from opd.envs import LocalSandbox, Task, ToolEnv, Verdict, play_expert
 from opd.envs.mcp_suite import McpConnection, McpServer, mcp_suite
-from opd.errors import SandboxError
+from opd.envs.plugins import import_suite_module
+from opd.errors import ConfigError, IsolationRequiredError, SandboxError
+from opd.trajectories import TrajectoryStore
 
 TESTS = Path(__file__).parents[1]
 SERVER = TESTS / "mcp_kv_server.py"
@@ -92,6 +98,22 @@ def test_a_server_that_is_not_there_says_so() -> None:
         McpConnection(McpServer.http(f"http://127.0.0.1:{free_port()}/mcp", timeout_s=5))
 
 
+def test_a_suite_that_requires_isolation_refuses_a_local_stdio_server() -> None:
+    # Refused before any process starts; McpServer.stdio(..., in_sandbox=True) is the way (tests/envs/docker/test_mcp_in_sandbox.py).
+    local = McpServer.stdio(sys.executable, str(SERVER))
+    with pytest.raises(IsolationRequiredError, match=r"requires isolation, but its MCP server .* would run as a local process"):
+        mcp_suite("kv", local, tasks=OneTask(), verify=read_back, requires_isolation=True)
+    in_sandbox = McpServer.stdio("mcp-server-sqlite", in_sandbox=True)
+    with pytest.raises(ConfigError, match="reset between episodes"):
+        mcp_suite("kv", in_sandbox, tasks=OneTask(), verify=read_back, fresh_per_episode=False)
+    with pytest.raises(ConfigError, match="runs in the sandbox: give McpConnection"):
+        McpConnection(in_sandbox)
+    with pytest.raises(SandboxError, match="needs a Docker sandbox .* got LocalSandbox"):
+        McpConnection(in_sandbox, sandbox=LocalSandbox())
+    with pytest.raises(ConfigError, match="is a URL"):
+        McpServer(url="http://127.0.0.1:1/mcp", in_sandbox=True)
+
+
 @pytest.fixture
 def kv_registered() -> Iterator[None]:
     with restored_suite_registry():
@@ -100,11 +122,6 @@ def kv_registered() -> Iterator[None]:
 
 @pytest.mark.slow
 def test_opd_train_on_an_mcp_servers_tools(kv_registered, tmp_path: Path) -> None:
-    from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
-    from opd.cli.app import app
-    from opd.envs.plugins import import_suite_module
-    from opd.trajectories import TrajectoryStore
-
     import_suite_module(str(TESTS / "mcp_kv_suite.py"))
     env = ToolEnv("kv_mcp", fresh_per_episode=False)  # one server for the tokenizer's corpus
     assert play_expert(env, 0).success

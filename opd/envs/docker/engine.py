@@ -109,9 +109,10 @@ def require_image(client: docker.DockerClient, image: str) -> None:
     try:
         client.images.get(image)
     except docker.errors.ImageNotFound:
+        build = "`scripts/build-mcp-image.sh` (after `docker compose build`)" if "sandbox-mcp" in image else "`docker compose build`"
         raise MissingPrerequisiteError(
             f"The sandbox image {image!r} is not on this Docker Engine. Build it from the repository root with "
-            "`docker compose build` (offline machines: run `scripts/build-base-image.sh` first)."
+            f"{build} (offline machines: run `scripts/build-base-image.sh` first; `scripts/ensure-docker.sh` does it all)."
         ) from None
     except docker.errors.APIError as exc:
         raise SandboxError(f"Docker Engine error while looking up image {image!r}: {exc}") from exc
