@@ -14,19 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
+from cli_training import train_two_updates
 from suite_registry import restored_suite_registry
-from typer.testing import CliRunner
 
-# Imported here, not in the test that trains: kv_registered's restore drops every module imported while it is active,
-# and a torch imported there and dropped crashes the next test that imports it again.
-from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
-from opd.cli.app import app
+from opd.agents.tiny import expert_texts
 from opd.envs import LocalSandbox, Task, ToolEnv, Verdict, play_expert
 from opd.envs.mcp_suite import McpConnection, McpServer, mcp_suite
 from opd.envs.plugins import import_suite_module
 from opd.errors import ConfigError, IsolationRequiredError, SandboxError
-from opd.trajectories import TrajectoryStore
 
 TESTS = Path(__file__).parents[1]
 SERVER = TESTS / "mcp_kv_server.py"
@@ -125,26 +120,9 @@ def test_opd_train_on_an_mcp_servers_tools(kv_registered, tmp_path: Path) -> Non
     import_suite_module(str(TESTS / "mcp_kv_suite.py"))
     env = ToolEnv("kv_mcp", fresh_per_episode=False)  # one server for the tokenizer's corpus
     assert play_expert(env, 0).success
-    tokenizer = build_word_tokenizer([*expert_texts(env, 8), "apples pears plums figs holds"], tmp_path / "student", numbers=range(0, 40))
+    corpus = [*expert_texts(env, 8), "apples pears plums figs holds"]
     env.close()
-    build_tiny_model(tokenizer, tmp_path / "student", layers=1, hidden=16, heads=2, seed=0)
-    build_tiny_model(tokenizer, tmp_path / "teacher", layers=1, hidden=16, heads=2, seed=1)
-    config = tmp_path / "run.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "student": "student", "teacher": "teacher", "suite": "kv_mcp", "suites": {"modules": [str(TESTS / "mcp_kv_suite.py")]},
-                "store": "store.db", "output_dir": "out", "updates": 2, "episodes_per_update": 2, "eval_every": 0,
-                "eval_episodes": 2, "checkpoint_every": 0, "teacher_k": 4, "max_turns": 2, "sampling": {"max_new_tokens": 12},
-                "tensorboard": False,
-            }
-        )
-    )  # fmt: skip
-    trained = CliRunner().invoke(app, ["train", str(config)], env={"COLUMNS": "200"})
-    assert trained.exit_code == 0, trained.output
-    assert "done: 2 updates" in trained.output
-    with TrajectoryStore(tmp_path / "store.db", create=False) as store:
-        episodes = [e for batch in store.iter_episodes() for e in batch]
+    episodes = train_two_updates(tmp_path, "kv_mcp", TESTS / "mcp_kv_suite.py", corpus)
     assert len(episodes) == 4 and {e.suite for e in episodes} == {"kv_mcp"} and all(e.num_tokens > 2 for e in episodes)
 
 

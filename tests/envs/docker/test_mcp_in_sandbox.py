@@ -14,19 +14,16 @@ from pathlib import Path
 
 import mcp  # noqa: F401  (imported before a registry restore, which drops what was imported meanwhile: one SDK copy)
 import pytest
-import yaml
+from cli_training import train_two_updates
 from conftest import REPO_ROOT
 from suite_registry import restored_suite_registry
-from typer.testing import CliRunner
 
-from opd.agents.tiny import build_tiny_model, build_word_tokenizer, expert_texts
-from opd.cli.app import app
+from opd.agents.tiny import expert_texts
 from opd.envs import ToolEnv, ToolSuite, make_suite, play_expert
 from opd.envs.docker import SandboxPool
 from opd.envs.mcp_suite import McpConnection, McpServer
 from opd.envs.plugins import import_suite_module
 from opd.errors import IsolationRequiredError, SandboxError
-from opd.trajectories import TrajectoryStore
 
 pytestmark = pytest.mark.docker
 TESTS = REPO_ROOT / "tests"
@@ -122,24 +119,7 @@ def test_opd_train_on_a_pypi_server_in_sandboxes(sqlite_suite, mcp_pool, registr
         env = ToolEnv(sqlite_suite, sandbox=sandbox)
         corpus = expert_texts(env, 2)
         env.close()
-    tokenizer = build_word_tokenizer([*corpus, "apples pears plums figs sales"], tmp_path / "student", numbers=range(0, 40))
-    build_tiny_model(tokenizer, tmp_path / "student", layers=1, hidden=16, heads=2, seed=0)
-    build_tiny_model(tokenizer, tmp_path / "teacher", layers=1, hidden=16, heads=2, seed=1)
-    config = tmp_path / "run.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "student": "student", "teacher": "teacher", "suite": "sqlite_mcp", "suites": {"modules": [str(SUITE_MODULE)]},
-                "store": "store.db", "output_dir": "out", "updates": 2, "episodes_per_update": 2, "eval_every": 0,
-                "eval_episodes": 2, "checkpoint_every": 0, "teacher_k": 4, "max_turns": 2, "sampling": {"max_new_tokens": 12},
-                "tensorboard": False, "sandbox": {"size": 2},
-            }
-        )
-    )  # fmt: skip
-    trained = CliRunner().invoke(app, ["train", str(config)], env={"COLUMNS": "200"})
-    assert trained.exit_code == 0, trained.output
-    assert "done: 2 updates" in trained.output
-    with TrajectoryStore(tmp_path / "store.db", create=False) as store:
-        episodes = [e for batch in store.iter_episodes() for e in batch]
+    corpus = [*corpus, "apples pears plums figs sales"]
+    episodes = train_two_updates(tmp_path, "sqlite_mcp", SUITE_MODULE, corpus, sandbox={"size": 2})
     assert len(episodes) == 4 and {e.suite for e in episodes} == {"sqlite_mcp"} and all(e.num_tokens > 2 for e in episodes)
     assert all(e.sandbox and e.sandbox.get("kind") == "mcp" for e in episodes)  # every episode ran in an mcp sandbox
