@@ -145,13 +145,19 @@ def evaluate_student(directory: str | Path, settings: Settings) -> tuple[float, 
 class PeakMemory:
     """The process's resident-set high-water mark (VmHWM), reset when training starts (Linux: /proc/self/clear_refs)."""
 
+    def __init__(self) -> None:
+        self._start = 0.0
+
     def reset(self) -> float:
         """Forget the peak so far; returns the resident set now, in MiB."""
         Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak RSS to the current RSS (proc(5))
-        return self._status("VmRSS")
+        self._start = self._status("VmRSS")
+        return self._start
 
     def peak(self) -> float:
-        return self._status("VmHWM")
+        # The kernel updates the high-water mark lazily (its RSS counters are batched per thread), so a process whose
+        # memory shrank after the reset can report a VmHWM a few hundred kB under the VmRSS read at the reset.
+        return max(self._status("VmHWM"), self._start)
 
     @staticmethod
     def _status(field: str) -> float:
