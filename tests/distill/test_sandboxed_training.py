@@ -63,7 +63,8 @@ def write_config(models: tuple[Path, Path], directory: Path, suite: str, *, upda
 
 def owned_containers(client, pid: int | None = None) -> list[str]:
     """Pool-started sandbox containers (of process ``pid``, or of anyone)."""
-    found = client.containers.list(all=True, filters={"label": [f"{SANDBOX_LABEL}=1", OWNER_LABEL]})
+    # ignore_removed: the list inspects each container, and one the run is removing can vanish in between.
+    found = client.containers.list(all=True, filters={"label": [f"{SANDBOX_LABEL}=1", OWNER_LABEL]}, ignore_removed=True)
     return [c.name for c in found if pid is None or c.labels[OWNER_LABEL].split(":")[1] == str(pid)]
 
 
