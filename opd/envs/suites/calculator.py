@@ -109,17 +109,14 @@ class CalculatorTasks:
         # Pool of (text, value, ref); combining two entries adds one node, so n+1 leaves give n nodes.
         pool: list[tuple[str, int, dict[str, int]]] = []
         for _ in range(self.operations + 1):
-            value = int(rng.integers(1, 13 if self.max_value is None else min(13, self.max_value + 1)))
+            value = self._operand(rng)
             pool.append((str(value), value, {"const": value}))
         nodes: list[dict[str, Any]] = []
         while len(pool) > 1:
             i, j = (int(k) for k in rng.choice(len(pool), size=2, replace=False))
             (left_text, left, left_ref), (right_text, right, right_ref) = pool[i], pool[j]
-            results = _results(left, right)
-            if self.max_value is not None:
-                results = {op: v for op, v in results.items() if 0 <= v <= self.max_value}
-                if not results:
-                    return None
+            if not (results := self._results_in_range(left, right)):
+                return None
             op = str(rng.choice(list(results)))
             value = results[op]
             nodes.append({"op": op, "args": [left_ref, right_ref]})
@@ -142,14 +139,19 @@ class CalculatorTasks:
             follow_ups=tuple(follow_ups),
         )
 
+    def _operand(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(1, 13 if self.max_value is None else min(13, self.max_value + 1)))
+
+    def _results_in_range(self, left: int, right: int) -> dict[str, int]:
+        """The operations allowed on (left, right) whose result stays in [0, max_value] (all of them without max_value)."""
+        results = _results(left, right)
+        return results if self.max_value is None else {op: v for op, v in results.items() if 0 <= v <= self.max_value}
+
     def _follow_up(self, rng: np.random.Generator, nodes: list[dict[str, Any]], last: int) -> tuple[str, int] | None:
         """Append one node applying an operation to the last result; its user message and value (None: out of range)."""
-        operand = int(rng.integers(1, 13 if self.max_value is None else min(13, self.max_value + 1)))
-        results = _results(last, operand)
-        if self.max_value is not None:
-            results = {op: v for op, v in results.items() if 0 <= v <= self.max_value}
-            if not results:
-                return None
+        operand = self._operand(rng)
+        if not (results := self._results_in_range(last, operand)):
+            return None
         op = str(rng.choice(list(results)))
         nodes.append({"op": op, "args": [{"node": len(nodes) - 1}, {"const": operand}]})
         message = _FOLLOW_UPS[op].format(c=operand)
