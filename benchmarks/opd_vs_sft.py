@@ -20,6 +20,13 @@ the low end of its 95% interval (evaluate on at least 400 tasks, ``--eval-episod
 tasks costs about as much as several updates, and SFT's best over fewer evaluations
 is less inflated by the evaluation's own noise.)
 
+To run OPD on to its own plateau against the same SFT arm, give both budgets in
+tokens: each arm is saved under the settings it depends on, so with ``--resume``
+the finished 1M-token SFT arm is read back and only OPD trains.
+
+    .venv/bin/python benchmarks/opd_vs_sft.py --budget-tokens 300000 --sft-budget-tokens 1000000 \
+        --eval-episodes 400 --sft-eval-every 25 --resume
+
 With ``--deterministic`` the recipe uses calculator's deterministic expert (one
 right action per state; its own teacher and student start, built and cached on
 first use), and ``--arms`` adds the OPD variants of ``opd.distill.demo_arms``
@@ -172,13 +179,46 @@ def recipe(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def arm_cache_settings(settings: dict[str, Any], arm: str, quick: bool) -> dict[str, Any]:
+    """The settings one arm's result depends on: its own token budget and cadence, not the other arms'.
+
+    So ``--resume`` reuses SFT's long arm when only OPD's budget changed (OPD run on
+    to its plateau against the same 1M-token SFT arm), and the other way round.
+    """
+    budget_tokens = settings.get("budget_tokens", (DemoConfig.quick() if quick else DemoConfig()).budget_tokens)
+    own = {k: v for k, v in settings.items() if k not in ("budget_tokens", "sft_budget_multiple")}
+    if ARMS[arm].offpolicy:
+        own.pop("opd_learning_rate", None)
+        own["arm_budget_tokens"] = int(budget_tokens * settings["sft_budget_multiple"])  # as run_demo budgets it
+    else:
+        own.pop("sft_eval_every", None)
+        own["arm_budget_tokens"] = budget_tokens
+    return own
+
+
+def _digest(settings: dict[str, Any], quick: bool) -> str:
+    return hashlib.sha256(repr((sorted(settings.items()), quick)).encode()).hexdigest()[:8]
+
+
+def sft_multiple(args: argparse.Namespace) -> float:
+    """SFT's budget over OPD's: ``--sft-budget-tokens`` over OPD's budget when given, else ``--sft-multiple``."""
+    if args.sft_budget_tokens is None:
+        return args.sft_multiple
+    return args.sft_budget_tokens / (args.budget_tokens or (DemoConfig.quick() if args.quick else DemoConfig()).budget_tokens)
+
+
 def run_seed(args: argparse.Namespace, seed: int, console: Console) -> DemoResult:
     """One seed's arms; with ``--resume``, the arms saved by an earlier invocation are read back, only the others train."""
-    settings = {**recipe(args), "train_seed": seed, "sft_budget_multiple": args.sft_multiple}
-    digest = hashlib.sha256(repr((sorted(settings.items()), args.quick)).encode()).hexdigest()[:8]  # these settings' results only
+    settings = {**recipe(args), "train_seed": seed, "sft_budget_multiple": sft_multiple(args)}
     results = Path(args.workdir) / "results"
-    saved = {arm: results / f"{args.suite}-seed{seed}-{arm}-{digest}.pickle" for arm in args.arms}
+    keys = {arm: _digest(arm_cache_settings(settings, arm, args.quick), args.quick) for arm in args.arms}
+    saved = {arm: results / f"{args.suite}-seed{seed}-{arm}-{key}.pickle" for arm, key in keys.items()}
     done = {arm: pickle.loads(path.read_bytes()) for arm, path in saved.items() if args.resume and path.is_file()}  # our own files
+    digest = _digest(settings, args.quick)  # before per-arm keys, every arm was saved under all the settings' digest
+    for arm in args.arms:
+        legacy = results / f"{args.suite}-seed{seed}-{arm}-{digest}.pickle"
+        if args.resume and arm not in done and legacy.is_file():
+            done[arm] = pickle.loads(legacy.read_bytes())
     both = results / f"{args.suite}-seed{seed}-{digest}.pickle"  # how sft and opd were saved together before --arms
     if args.resume and both.is_file():
         done.update({arm: r for arm, r in _split(pickle.loads(both.read_bytes())).items() if arm in saved and arm not in done})
@@ -212,6 +252,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the CI-sized budget")
     parser.add_argument("--workdir", default="runs/bench-opd-vs-sft")
     parser.add_argument("--sft-multiple", type=float, default=1.0, help="SFT's budget as a multiple of OPD's (10: to SFT's plateau)")
+    parser.add_argument("--sft-budget-tokens", type=int, default=None, help="SFT's budget in tokens, instead of --sft-multiple")
     parser.add_argument("--deterministic", action="store_true", help="calculator's deterministic expert (one right action per state)")
     parser.add_argument("--eval-episodes", type=int, default=None, help="held-out tasks per evaluation (default: the recipe's)")
     parser.add_argument("--eval-every", type=int, default=None, help="updates between evaluations (default: the recipe's)")
@@ -240,7 +281,7 @@ def main() -> None:
         reached = (success_at(r.arms[a].curve, r.student_start.success_rate, seconds) for a in args.arms)
         equal.add_row(str(seed), f"{seconds:.0f}", *(f"{success:.1%}" for success in reached))
     console.print(equal)
-    if args.sft_multiple > 1 and {"sft", "opd"} <= set(args.arms):
+    if sft_multiple(args) > 1 and {"sft", "opd"} <= set(args.arms):
         console.print(to_sft_best_table(args.seeds, results))
 
 

@@ -10,7 +10,7 @@ greedily on the same fixed tasks every ``--eval-every`` updates. It prints, per 
 and seed, the start, the worst and the final success, and how often the guard
 flagged a regression.
 
-    .venv/bin/python benchmarks/stability.py [--seeds 0 1] [--updates 12] [--tasks 25]
+    .venv/bin/python benchmarks/stability.py [--seeds 0 1] [--updates 12] [--tasks 25] [--models runs/demo]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from opd.distill.demo import DemoConfig, demo_models
 from opd.distill.evaluate import evaluate
 from opd.distill.guard import GuardConfig
 from opd.distill.losses import LossConfig
+from opd.distill.suites import SuitesConfig
 from opd.distill.train import train
 from opd.envs import Task, make_suite, register_suite
 
@@ -94,6 +95,7 @@ def arm_config(name: str, seed: int, args: argparse.Namespace, student: Path, te
         checkpoint_every=0,
         tensorboard=False,
         guard=GuardConfig(action="warn"),
+        suites=SuitesConfig(split=False),  # the issue's setting: evaluated on its own training tasks, not a held-out fifth of them
     )
 
 
@@ -121,9 +123,10 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), help="row names (default: all)")
     parser.add_argument("--lr", type=float, default=None, help="only the arms at this learning rate")
     parser.add_argument("--workdir", default="runs/bench-stability")
+    parser.add_argument("--models", default="runs/demo", help="the demo's workdir holding (or to hold) its cached models")
     args = parser.parse_args()
     console = Console()
-    demo = DemoConfig(workdir="runs/demo")
+    demo = DemoConfig(workdir=args.models)
     teacher, student = demo_models(demo, report=console.print)
     register_fixed_suite(args.tasks, **demo.suite_options)
     start, teacher_eval = (

@@ -141,7 +141,9 @@ class Guard:
             self.best = (update, EvalResult(**data))
 
     def _consequence(self) -> str:
-        if self.strikes < self.config.patience or self.config.action == "warn":
+        if self.config.action == "warn":  # what benchmarks/stability.py found: a too-high learning rate collapses every divergence
+            return "; a lower learning_rate usually cures it, and guard.action: rollback undoes it (docs/training.md)"
+        if self.strikes < self.config.patience:
             return ""
         return "; stopping" if self.config.action == "stop" else "; rolling back to the best weights"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,17 @@ def test_rollback_restores_the_best_weights_and_optimizer(models, tmp_path: Path
     assert all(torch.equal(best[k], v) for k, v in model.state_dict().items())
     assert optimizer.state_dict()["state"] == {}  # the optimizer as it was at the best evaluation: before any step
     assert json.loads((tmp_path / "best" / "best.json").read_text())["update"] == 0
+
+
+def test_a_warned_regression_names_the_usual_cure(models, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    student, _ = models
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(student), AutoTokenizer.from_pretrained(student)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    guard = Guard(GuardConfig(action="warn"), tmp_path / "best")
+    guard.after_eval(0, result(60), model, tokenizer, optimizer)
+    with caplog.at_level(logging.WARNING, logger="opd"):
+        assert guard.after_eval(3, result(30), model, tokenizer, optimizer)["guard/regression"] == 1.0
+    assert "regressed at update 3" in caplog.text and "lower learning_rate" in caplog.text and "rollback" in caplog.text
 
 
 def config(models: tuple[Path, Path], tmp_path: Path, **overrides) -> TrainConfig:

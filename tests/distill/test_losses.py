@@ -64,8 +64,9 @@ def test_token_loss_is_the_masked_token_mean() -> None:
 def test_step_loss_weighs_each_step_equally() -> None:
     batch = make_batch(episodes(), teacher="teacher")
     logits = logits_for(batch)
-    loss = compute_loss(logits, batch, LossConfig(kind="step")).loss
-    values = token_divergence(logits, batch.teacher, "reverse_kl", mask_BT=batch.policy_BT).detach()
+    config = LossConfig(kind="step")  # the default divergence, JSD(0.5)
+    loss = compute_loss(logits, batch, config).loss
+    values = token_divergence(logits, batch.teacher, config.divergence, mask_BT=batch.policy_BT).detach()
     means = []
     for b in range(batch.policy_BT.shape[0]):
         for s in batch.step_BT[b].unique().tolist():
