@@ -89,7 +89,7 @@ def main() -> None:
         critic = CriticConfig(model="openai/judge", api_base=good, top_logprobs=5, concurrency=16)
         noisy_critic = dataclasses.replace(critic, api_base=noisy)
         arms: dict[str, dict[str, Any]] = {
-            "white-box OPD (token reverse KL)": {"teacher": str(teacher_dir), "loss": LossConfig(kind="token")},
+            "white-box OPD (token reverse KL)": {"teacher": str(teacher_dir), "loss": LossConfig(kind="token", divergence="reverse_kl")},
             "black-box critique OPD (step PG)": {"critic": critic, "loss": LossConfig(kind="step_critique")},
             "unreliable critic (step PG)": {"critic": noisy_critic, "loss": LossConfig(kind="step_critique")},
             "unreliable critic + uncertainty gate": {
@@ -98,7 +98,7 @@ def main() -> None:
             },
             "teacher-free self-distillation (answer)": {
                 "self_teacher": SelfTeacherConfig(context="answer"),
-                "loss": LossConfig(kind="token"),
+                "loss": LossConfig(kind="token", divergence="reverse_kl"),
             },
             "teacher-free self-imitation (best of 4)": {"samples_per_task": 4, "keep": "best_success", "loss": LossConfig(kind="sft")},
             "no teacher (REINFORCE on outcome)": {"loss": LossConfig(kind="episode_outcome")},

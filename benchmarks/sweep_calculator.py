@@ -47,6 +47,7 @@ def main() -> None:
     recipe = {
         "student": "set-per-point", "teacher": str(teacher.resolve()), "suite": "calculator", "suite_options": dict(demo.suite_options),
         "store": str((work / "opd.db").resolve()), "episodes_per_update": 16, "learning_rate": args.learning_rate, "teacher_k": 16,
+        "loss": {"kind": "token", "divergence": "reverse_kl"},
         "offpolicy_fraction": args.offpolicy_fraction,
         "sampling": {"temperature": 1.0, "max_new_tokens": 32}, "eval_episodes": 100, "tensorboard": False, "guard": {"action": "none"},
     }  # fmt: skip
