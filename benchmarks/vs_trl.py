@@ -44,6 +44,14 @@ the demo's tokenizer), where arithmetic dominates; their success stays near 0:
 
     nice -n 5 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/vs_trl.py --issue-scale --updates 8 --repeats 1 --eval-episodes 16
 
+Over a real tokenizer (``--student``/``--teacher`` naming a model directory that has
+one, e.g. the test fixtures' Qwen2.5 at ``~/.cache/opd/real-models-v1/models/qwen2.5``),
+``--issue-scale`` builds the same shapes over its vocabulary (151,936 tokens), where
+TRL's loss builds full (B, T, V) log-probabilities and opd's does not:
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/vs_trl.py --issue-scale --student DIR --teacher DIR \
+        --teacher-k 64 --prompts 4 --updates 6 --eval-episodes 4 --arms trl-best opd
+
 TRL's trainer needs one workaround with a prompt-only dataset: the Trainer counts
 the batch's unmasked labels *before* ``GKDTrainer.training_step`` replaces the
 batch with the student's generations, every label of a prompt-only batch is
