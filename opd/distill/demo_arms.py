@@ -12,6 +12,8 @@ expert"):
 * ``opd-forward-kl``: forward instead of reverse KL at the student's states: with
   a near one-hot teacher, cross-entropy to the teacher's action where the student
   went (DAgger's correction); steadier than reverse KL in docs/benchmarks.md's stability run;
+* ``opd-jsd``: JSD(0.5), the library's default divergence (the steadiest in
+  docs/benchmarks.md's stability run), in place of the demo's reverse KL;
 * ``opd-prefix``: GKD-style teacher-prefix mixing, the teacher playing an
   episode's first steps in half the updates;
 * ``opd-curriculum``: a depth curriculum (TCOD): half of each update's episodes
@@ -49,6 +51,7 @@ __all__ = [
 
 OPD_LOSS = LossConfig(kind="token", divergence="reverse_kl")
 FORWARD_KL_LOSS = LossConfig(kind="token", divergence="forward_kl")
+JSD_LOSS = LossConfig(kind="token", divergence="jsd", divergence_params={"beta": 0.5})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +74,7 @@ ARMS: dict[str, ArmRecipe] = {
         loss=dataclasses.replace(OPD_LOSS, step_weights=StepWeights(by="position", position_decay=1.5)),
     ),
     "opd-forward-kl": ArmRecipe("OPD, token-level forward KL", loss=FORWARD_KL_LOSS),
+    "opd-jsd": ArmRecipe("OPD, token-level JSD(0.5)", loss=JSD_LOSS),
     "opd-prefix": ArmRecipe("OPD, teacher plays 0-2 first steps in half the updates", teacher_prefix=TeacherPrefixConfig()),
     "opd-curriculum": ArmRecipe("OPD, half restarted from teacher episodes, late states first", restarts=True),
     "opd-forward-kl-curriculum": ArmRecipe("OPD, forward KL and the depth curriculum", loss=FORWARD_KL_LOSS, restarts=True),

@@ -38,11 +38,11 @@ def metrics(config: DemoConfig, arm: str) -> list[dict]:
 def test_each_opd_variant_changes_what_it_claims(models, tmp_path: Path) -> None:
     student, teacher = models
     config = tiny_demo(tmp_path, budget=800)  # six updates: the untrained models' episodes are mostly one step of 32 tokens
-    for arm in ("opd", "opd-stepw-divergence", "opd-stepw-position", "opd-forward-kl", "opd-prefix"):
+    for arm in ("opd", "opd-stepw-divergence", "opd-stepw-position", "opd-forward-kl", "opd-jsd", "opd-prefix"):
         train_arm(config, arm, student, teacher, report=lambda _: None)
     plain = metrics(config, "opd")
     assert all(line["teacher_prefix_steps"] == 0 for line in plain)
-    for arm in ("opd-stepw-divergence", "opd-stepw-position", "opd-forward-kl"):  # the same first rollouts, another loss
+    for arm in ("opd-stepw-divergence", "opd-stepw-position", "opd-forward-kl", "opd-jsd"):  # the same first rollouts, another loss
         weighted = metrics(config, arm)
         assert weighted[0]["policy_tokens"] == plain[0]["policy_tokens"] and len(weighted) == len(plain)
         # Position weights move the loss only in a batch with a two-step episode (update 3 here); the others at once.
