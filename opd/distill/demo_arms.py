@@ -11,7 +11,8 @@ expert"):
   position (SOD's step reweighting);
 * ``opd-forward-kl``: forward instead of reverse KL at the student's states: with
   a near one-hot teacher, cross-entropy to the teacher's action where the student
-  went (DAgger's correction); steadier than reverse KL in docs/benchmarks.md's stability run;
+  went (DAgger's correction); in docs/benchmarks.md's stability run better than reverse
+  KL with a weak teacher, worse and more often flagged with a strong one;
 * ``opd-jsd``: JSD(0.5), the library's default divergence (the steadiest in
   docs/benchmarks.md's stability run), in place of the demo's reverse KL;
 * ``opd-prefix``: GKD-style teacher-prefix mixing, the teacher playing an

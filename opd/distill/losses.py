@@ -68,8 +68,8 @@ LossKind = Literal["token", "step", "episode", "step_critique", "step_outcome", 
 class LossConfig:
     kind: LossKind = "token"
     # A name from opd.distill.divergence_names(). JSD(beta=0.5) by default: in benchmarks/stability.py it was the
-    # one divergence that never regressed (16 runs, a strong and a weak teacher), where reverse KL fell 13 points
-    # behind it with the weak teacher and forward KL regressed with the strong one (docs/benchmarks.md).
+    # one divergence the regression guard never flagged (16 runs, a strong and a weak teacher), where reverse KL fell
+    # 13 points behind it with the weak teacher and forward KL was flagged with the strong one (docs/benchmarks.md).
     divergence: str = "jsd"
     divergence_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {"beta": 0.1} for jsd (default 0.5)
     episode_return: Literal["reverse_kl", "outcome"] = "reverse_kl"  # the return of the ``episode`` term
