@@ -21,11 +21,12 @@ REPO_ROOT = Path(__file__).parents[2]
 # fp32 parameters after 3 AdamW steps (lr 1e-3). The two runs play the same episodes and minimise the same
 # global loss; they differ only in the order of floating-point sums: each rank sums its shard and gloo then
 # sums the ranks, and a batch of another width pads differently (sampled log-probs then differ by ~5e-7).
-# That is ~1e-7 relative per step; seen: 2.5e-7 at most.
-ATOL = 1e-6
+# That is ~1e-7 relative per step; seen: 2.5e-7 at most with reverse KL. JSD(0.5), the default, is a small
+# difference of logs of mixtures where student and teacher agree, so its gradients carry more rounding: seen 2.7e-6.
+ATOL = {"reverse_kl": 1e-6, "jsd": 1e-5}
 
 
-def run_config(models: tuple[Path, Path], directory: Path, updates: int = 3) -> Path:
+def run_config(models: tuple[Path, Path], directory: Path, updates: int = 3, divergence: str = "jsd") -> Path:
     student, teacher = models
     settings = {
         "student": str(student), "teacher": str(teacher), "suite_options": OPTIONS, "max_turns": 3,
@@ -33,7 +34,7 @@ def run_config(models: tuple[Path, Path], directory: Path, updates: int = 3) -> 
         "updates": updates, "episodes_per_update": 6, "eval_every": 0, "eval_episodes": 2, "checkpoint_every": 0,
         "teacher_k": 8, "sampling": {"max_new_tokens": 12}, "tensorboard": False,
         # Every term divides by a different total (tokens, steps, episodes and the mean return).
-        "loss": {"kind": "hybrid", "hybrid_weights": {"token": 1.0, "step": 0.5, "episode": 0.1}},
+        "loss": {"kind": "hybrid", "hybrid_weights": {"token": 1.0, "step": 0.5, "episode": 0.1}, "divergence": divergence},
     }  # fmt: skip
     path = directory / "run.yaml"
     path.write_text(yaml.safe_dump(settings))
@@ -55,14 +56,15 @@ def episodes_by_seed(store_path: Path) -> dict[int, tuple[list[int], int]]:
 
 
 @pytest.mark.slow
-def test_two_processes_reach_the_parameters_of_one(models, tmp_path: Path) -> None:
+@pytest.mark.parametrize("divergence", ["jsd", "reverse_kl"])
+def test_two_processes_reach_the_parameters_of_one(models, tmp_path: Path, divergence: str) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
-    opd_train(run_config(models, one), 1)
+    opd_train(run_config(models, one, divergence=divergence), 1)
     # The 2-process job stops after update 2 (as if killed after its checkpoint) and is resumed to update 3.
-    out = opd_train(run_config(models, two, updates=2), 2)
+    out = opd_train(run_config(models, two, updates=2, divergence=divergence), 2)
     assert out.stdout.count("opd train") == 1  # rank 0 speaks for the job
-    opd_train(run_config(models, two), 2, fresh=False)
+    opd_train(run_config(models, two, divergence=divergence), 2, fresh=False)
     # The same 18 episodes, token for token; rank 0 played seeds 0-2 of each update, rank 1 seeds 3-5.
     single, split = episodes_by_seed(one / "store.db"), episodes_by_seed(two / "store.db")
     assert sorted(single) == sorted(split) == list(range(18))
@@ -83,7 +85,7 @@ def test_two_processes_reach_the_parameters_of_one(models, tmp_path: Path) -> No
     b = parameters(two / "out" / "checkpoints" / "update-0000003" / "model")
     assert not all(torch.equal(a[k], parameters(models[0])[k]) for k in a)  # training did move the student
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
-    assert worst <= ATOL, f"largest parameter difference {worst:.2e}"
+    assert worst <= ATOL[divergence], f"largest parameter difference {worst:.2e}"
 
 
 def test_shards_cover_the_batch_in_order() -> None:
