@@ -207,21 +207,35 @@ def sft_multiple(args: argparse.Namespace) -> float:
     return args.sft_budget_tokens / (args.budget_tokens or (DemoConfig.quick() if args.quick else DemoConfig()).budget_tokens)
 
 
+def read_saved(saved: dict[str, Path], legacy_prefix: Path, legacy_digest: str) -> dict[str, DemoResult]:
+    """The arms of ``saved`` (arm -> its file) already finished, read back.
+
+    Files from before per-arm keys (``PREFIX-ARM-DIGEST.pickle``, or sft and opd together
+    in ``PREFIX-DIGEST.pickle``, DIGEST over all the settings) are read too, and saved
+    again under the arm's own key, so that a later command changing another arm's
+    settings finds them.
+    """
+    done = {arm: pickle.loads(path.read_bytes()) for arm, path in saved.items() if path.is_file()}  # our own files
+    for arm in saved:
+        legacy = legacy_prefix.with_name(f"{legacy_prefix.name}-{arm}-{legacy_digest}.pickle")
+        if arm not in done and legacy.is_file():
+            done[arm] = pickle.loads(legacy.read_bytes())
+    both = legacy_prefix.with_name(f"{legacy_prefix.name}-{legacy_digest}.pickle")
+    if both.is_file():
+        done.update({arm: r for arm, r in _split(pickle.loads(both.read_bytes())).items() if arm in saved and arm not in done})
+    for arm, result in done.items():
+        if not saved[arm].is_file():
+            saved[arm].write_bytes(pickle.dumps(result))
+    return done
+
+
 def run_seed(args: argparse.Namespace, seed: int, console: Console) -> DemoResult:
     """One seed's arms; with ``--resume``, the arms saved by an earlier invocation are read back, only the others train."""
     settings = {**recipe(args), "train_seed": seed, "sft_budget_multiple": sft_multiple(args)}
     results = Path(args.workdir) / "results"
     keys = {arm: _digest(arm_cache_settings(settings, arm, args.quick), args.quick) for arm in args.arms}
     saved = {arm: results / f"{args.suite}-seed{seed}-{arm}-{key}.pickle" for arm, key in keys.items()}
-    done = {arm: pickle.loads(path.read_bytes()) for arm, path in saved.items() if args.resume and path.is_file()}  # our own files
-    digest = _digest(settings, args.quick)  # before per-arm keys, every arm was saved under all the settings' digest
-    for arm in args.arms:
-        legacy = results / f"{args.suite}-seed{seed}-{arm}-{digest}.pickle"
-        if args.resume and arm not in done and legacy.is_file():
-            done[arm] = pickle.loads(legacy.read_bytes())
-    both = results / f"{args.suite}-seed{seed}-{digest}.pickle"  # how sft and opd were saved together before --arms
-    if args.resume and both.is_file():
-        done.update({arm: r for arm, r in _split(pickle.loads(both.read_bytes())).items() if arm in saved and arm not in done})
+    done = read_saved(saved, results / f"{args.suite}-seed{seed}", _digest(settings, args.quick)) if args.resume else {}
     if done:
         console.print(f"seed {seed}: {', '.join(done)} saved in {results}")
     missing = tuple(arm for arm in args.arms if arm not in done)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import pickle
 from pathlib import Path
 from types import ModuleType
 
@@ -47,3 +48,15 @@ def test_an_arm_is_retrained_when_its_own_settings_change() -> None:
     assert lr["sft"] == base["sft"] and lr["opd"] != base["opd"]
     assert cadence["opd"] == base["opd"] and cadence["sft"] != base["sft"]
     assert shared["opd"] != base["opd"] and shared["sft"] != base["sft"]
+
+
+def test_results_saved_before_per_arm_keys_are_read_and_saved_again_under_them(tmp_path: Path) -> None:
+    script = load_script()
+    prefix, legacy = tmp_path / "calculator-seed0", "0123abcd"
+    (tmp_path / f"calculator-seed0-sft-{legacy}.pickle").write_bytes(pickle.dumps("sft's result"))  # any picklable stands in
+    (tmp_path / "calculator-seed0-opd-ffff0000.pickle").write_bytes(pickle.dumps("another OPD budget's result"))
+    saved = {"sft": tmp_path / "calculator-seed0-sft-11111111.pickle", "opd": tmp_path / "calculator-seed0-opd-22222222.pickle"}
+    assert script.read_saved(saved, prefix, legacy) == {"sft": "sft's result"}  # opd's file is another setting's
+    assert pickle.loads(saved["sft"].read_bytes()) == "sft's result" and not saved["opd"].exists()
+    (tmp_path / f"calculator-seed0-sft-{legacy}.pickle").unlink()
+    assert script.read_saved(saved, prefix, "another digest") == {"sft": "sft's result"}  # now under its own key
