@@ -55,6 +55,7 @@ from rich.table import Table
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+from peak_memory import PeakMemory  # noqa: E402  (beside this script)
 from trajectory_factories import make_episode  # noqa: E402
 
 from opd.agents.teacher import WhiteBoxTeacher  # noqa: E402
@@ -164,27 +165,18 @@ def run_arm(name: str, args: argparse.Namespace) -> dict[str, float]:
     update(arm, optimizer, episode(args.vocab, 8 * STEPS * 4, seed=1))  # warm-up: moments and gradient buffers exist once
     played = episode(args.vocab, args.seq, seed=0)
     gc.collect()
-    Path("/proc/self/clear_refs").write_text("5")  # the peak RSS restarts from the current RSS
-    baseline_kib = _status_kib("VmRSS")
+    memory = PeakMemory()
+    baseline_mib = memory.reset()
     started = time.perf_counter()
     loss, grad_norm = update(arm, optimizer, played)
     seconds = time.perf_counter() - started
-    peak_kib = _status_kib("VmHWM")
     return {
-        "extra_mib": (peak_kib - baseline_kib) / 1024,
+        "extra_mib": memory.peak() - baseline_mib,
         "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "seconds": seconds,
         "loss": loss,
         "grad_norm": grad_norm,
     }
-
-
-def _status_kib(field: str) -> int:
-    """A ``/proc/self/status`` memory figure (``VmRSS``: now; ``VmHWM``: peak since the last reset), in KiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} is not in /proc/self/status: this benchmark measures memory on Linux only.")
 
 
 def in_subprocess(name: str, args: argparse.Namespace) -> dict[str, float]:

@@ -80,6 +80,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).parent))  # also when loaded from a file by its test
+from peak_memory import PeakMemory  # noqa: E402
+
 ARMS = ("trl-best", "trl-defaults", "opd")
 TASK_OPTIONS = {"difficulty": "easy", "prompt_style": "terse", "max_value": 99}  # the demo's calculator tasks
 INSTALL_HINT = 'TRL is not installed; this benchmark needs it: .venv/bin/pip install -e ".[benchmark]"'
@@ -148,31 +151,6 @@ def evaluate_student(directory: str | Path, settings: Settings) -> tuple[float, 
         CausalLMPolicy.from_pretrained(str(directory)), "calculator", suite_options=TASK_OPTIONS, episodes=settings.eval_episodes
     )
     return result.success_rate, result.ci_low, result.ci_high, result.episodes
-
-
-class PeakMemory:
-    """The process's resident-set high-water mark (VmHWM), reset when training starts (Linux: /proc/self/clear_refs)."""
-
-    def __init__(self) -> None:
-        self._start = 0.0
-
-    def reset(self) -> float:
-        """Forget the peak so far; returns the resident set now, in MiB."""
-        Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak RSS to the current RSS (proc(5))
-        self._start = self._status("VmRSS")
-        return self._start
-
-    def peak(self) -> float:
-        # The kernel updates the high-water mark lazily (its RSS counters are batched per thread), so a process whose
-        # memory shrank after the reset can report a VmHWM a few hundred kB under the VmRSS read at the reset.
-        return max(self._status("VmHWM"), self._start)
-
-    @staticmethod
-    def _status(field: str) -> float:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024  # kB
-        raise RuntimeError(f"/proc/self/status has no {field}; this benchmark measures memory on Linux only")
 
 
 def intervals(ends: Sequence[float], start: float) -> tuple[float, ...]:
