@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from opd.envs.docker.engine import _FRAME_HEADER, SANDBOX_USER
+from opd.envs.docker.engine import _FRAME_HEADER, SANDBOX_USER, ReplyError, _recv_exactly
 from opd.errors import SandboxError
 
 __all__ = ["DockerExecTransport", "list_in_sandbox", "not_found_hint"]
@@ -172,26 +172,19 @@ class DockerExecTransport:
 
 
 def _read_frame(sock: socket.socket) -> tuple[int, bytes] | None:
-    """One frame (stream id, payload) of docker's multiplexed exec stream; None at the end of the stream."""
-    header = _recv(sock, _FRAME_HEADER.size)
-    if header is None:
+    """One frame (stream id, payload) of docker's multiplexed exec stream; None at the end of the stream.
+
+    No deadline: an idle server sends nothing for as long as the episode thinks. A lost connection ends the stream.
+    """
+    try:
+        header = _recv_exactly(sock, _FRAME_HEADER.size, None)
+        if header is None:
+            return None
+        stream_id, size = _FRAME_HEADER.unpack(header)
+        body = _recv_exactly(sock, size, None) if size else b""
+    except ReplyError:
         return None
-    stream_id, size = _FRAME_HEADER.unpack(header)
-    body = _recv(sock, size) if size else b""
     return None if body is None else (stream_id, body)
-
-
-def _recv(sock: socket.socket, size: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < size:
-        try:
-            chunk = sock.recv(min(size - len(buf), 1 << 16))
-        except OSError:
-            return None
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
 
 
 def not_found_hint(command: str, exit_code: int | None, stderr: str, sandbox: Any) -> str:

@@ -173,14 +173,15 @@ def _read_output(sock: socket.socket, deadline: float, limit: int) -> tuple[byte
         (out if stream_id == 1 else err).extend(body)
 
 
-def _recv_exactly(sock: socket.socket, size: int, deadline: float) -> bytes | None:
-    """``size`` bytes, or None at a clean EOF before the first byte."""
+def _recv_exactly(sock: socket.socket, size: int, deadline: float | None) -> bytes | None:
+    """``size`` bytes, or None at a clean EOF before the first byte; ``deadline`` None: the socket's own timeout."""
     buf = bytearray()
     while len(buf) < size:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ReplyError("the sandbox did not answer in time", timed_out=True)
-        sock.settimeout(remaining)
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ReplyError("the sandbox did not answer in time", timed_out=True)
+            sock.settimeout(remaining)
         try:
             chunk = sock.recv(min(size - len(buf), 1 << 16))
         except TimeoutError:
